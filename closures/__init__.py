@@ -1,0 +1,1 @@
+"""closures package."""

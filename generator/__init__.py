@@ -1,0 +1,38 @@
+"""Generate Keras models from sympy evolution equations on periodic grids.
+
+Public API: :class:`NNModelBuilder` (equations → code → model class), :class:`PDESystem`
+(the analysed system), :func:`stencil_weights` / :func:`derivative_kernel` (finite
+differences), :class:`GeneratedModel` (runtime base class) and the time schemes.
+TensorFlow is imported only when a model is built or run, so symbolic work stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .analysis import PDESystem as PDESystem
+from .builder import NNModelBuilder as NNModelBuilder
+from .stencils import derivative_kernel as derivative_kernel
+from .stencils import stencil_weights as stencil_weights
+from .timeschemes import TIME_SCHEMES as TIME_SCHEMES
+
+_LAZY = {
+    "GeneratedModel": "generator.model",
+    "NonFiniteStateError": "generator.model",
+}
+
+__all__ = [
+    "NNModelBuilder",
+    "PDESystem",
+    "GeneratedModel",
+    "NonFiniteStateError",
+    "stencil_weights",
+    "derivative_kernel",
+    "TIME_SCHEMES",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'generator' has no attribute {name!r}")

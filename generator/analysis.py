@@ -1,0 +1,327 @@
+"""Symbolic analysis of a system of evolution equations.
+
+Turns sympy equations ``Eq(Derivative(u(t, x), t), rhs)`` into a :class:`PDESystem`:
+the time variable, spatial coordinates, prognostic / constant / exogenous functions,
+constants, every spatial derivative the right-hand sides need, and the right-hand sides
+rewritten as plain algebra of named symbols, ready for code generation.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sympy
+from sympy.core.function import AppliedUndef
+
+__all__ = ["PDESystem", "DerivativeSpec", "python_identifier", "SUPPORTED_FUNCTIONS"]
+
+#: Elementwise functions the generator translates, mapped to their keras.ops names.
+SUPPORTED_FUNCTIONS: dict[type, str] = {
+    sympy.exp: "exp",
+    sympy.log: "log",
+    sympy.sin: "sin",
+    sympy.cos: "cos",
+    sympy.tanh: "tanh",
+    sympy.Abs: "abs",
+}
+
+_ALLOWED_ATOMS = (sympy.Symbol, sympy.Number, sympy.NumberSymbol)
+
+
+def python_identifier(name: str) -> str:
+    r"""Turn a sympy function or symbol name into a Python identifier.
+
+    LaTeX decorations are dropped (``\kappa_{11}`` → ``kappa_11``); other characters that
+    cannot appear in an identifier become underscores.
+
+    >>> python_identifier(r"\kappa_{11}")
+    'kappa_11'
+    """
+    cleaned = name.replace("\\", "").replace("{", "").replace("}", "")
+    cleaned = re.sub(r"\W", "_", cleaned).strip("_")
+    if not cleaned.isidentifier() or keyword.iskeyword(cleaned):
+        raise ValueError(f"name {name!r} cannot be turned into a Python identifier")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class DerivativeSpec:
+    """One spatial derivative of one field.
+
+    Attributes
+    ----------
+    field : the field's identifier (e.g. ``"u"``).
+    orders : derivative order along each domain coordinate, e.g. ``(1, 0)`` for ∂x in 2D.
+    name : the identifier used in generated code, e.g. ``"D_u_x1"``.
+    """
+
+    field: str
+    orders: tuple[int, ...]
+    name: str
+
+
+@dataclass
+class PDESystem:
+    """Analysed system of evolution equations.
+
+    Build it with :meth:`PDESystem.from_equations`. Every list is ordered by the order of the
+    equations and of first appearance in them, never by set iteration.
+    """
+
+    equations: list[sympy.Eq]
+    time: sympy.Symbol
+    coordinates: tuple[sympy.Symbol, ...]
+    prognostic_functions: list[str]
+    constant_functions: list[str]
+    exogenous_functions: list[str]
+    constants: list[str]
+    derivatives: list[DerivativeSpec]
+    trends: dict[str, sympy.Expr]
+    function_coordinates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def dimension(self) -> int:
+        """Number of spatial coordinates (1, 2 or 3)."""
+        return len(self.coordinates)
+
+    @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.coordinates)
+
+    def derivatives_of(self, name: str) -> list[DerivativeSpec]:
+        """The derivatives of field ``name`` needed by the trends, in first-use order."""
+        return [d for d in self.derivatives if d.field == name]
+
+    @classmethod
+    def from_equations(cls, equations: sympy.Eq | Iterable[sympy.Eq]) -> PDESystem:
+        """Analyse one equation or a list of them.
+
+        Raises
+        ------
+        ValueError
+            naming the equation and the offending term for: a non-evolution equation, two
+            equations for one field, inconsistent time variables, a field depending on a
+            coordinate the domain lacks, a time derivative in a right-hand side, or an
+            unsupported construct (unknown function, integral, piecewise, ...).
+        """
+        eqs = [equations] if isinstance(equations, sympy.Eq) else list(equations)
+        if not eqs:
+            raise ValueError("no equations given")
+        return _Analyser(eqs).run()
+
+
+class _Analyser:
+    """Single-use worker behind :meth:`PDESystem.from_equations`."""
+
+    def __init__(self, equations: list[sympy.Eq]):
+        self.equations = equations
+        self.time: sympy.Symbol | None = None
+        self.coordinates: list[sympy.Symbol] = []
+        self.prognostic: list[str] = []
+        self.names: dict[str, str] = {}  # sympy function name -> identifier
+        self.function_coordinates: dict[str, tuple[str, ...]] = {}
+
+    def run(self) -> PDESystem:
+        heads = [self._evolution_head(i, eq) for i, eq in enumerate(self.equations, 1)]
+        for i, (func, _) in enumerate(heads, 1):
+            self._register_prognostic(i, func)
+        rhs_list = [self._prepare_rhs(i, eq.rhs) for i, eq in enumerate(self.equations, 1)]
+        constant_functions: list[str] = []
+        exogenous: list[str] = []
+        constants: list[str] = []
+        derivatives: dict[tuple[str, tuple[int, ...]], DerivativeSpec] = {}
+        replacements: list[dict[sympy.Basic, sympy.Symbol]] = []
+        for i, rhs in enumerate(rhs_list, 1):
+            repl: dict[sympy.Basic, sympy.Symbol] = {}
+            walk = sympy.preorder_traversal(rhs)
+            for node in walk:
+                if isinstance(node, (sympy.Derivative, AppliedUndef)):
+                    walk.skip()
+                if isinstance(node, sympy.Derivative):
+                    spec = self._derivative_spec(i, node)
+                    derivatives.setdefault((spec.field, spec.orders), spec)
+                    repl[node] = sympy.Symbol(spec.name)
+                elif isinstance(node, AppliedUndef):
+                    name = self._register_function(i, node)
+                    kind = self._classify(node, name)
+                    target = {"constant": constant_functions, "exogenous": exogenous}.get(kind)
+                    if target is not None and name not in target:
+                        target.append(name)
+                    repl[node] = sympy.Symbol(name)
+                elif isinstance(node, sympy.Symbol):
+                    self._check_symbol(i, node, constants)
+                else:
+                    self._check_construct(i, node)
+            replacements.append(repl)
+        trends = {}
+        for (func, _), rhs, repl in zip(heads, rhs_list, replacements, strict=True):
+            # Derivatives first so that u(t, x) inside Derivative(u, x) is not replaced alone.
+            ders = {k: v for k, v in repl.items() if isinstance(k, sympy.Derivative)}
+            funcs = {k: v for k, v in repl.items() if not isinstance(k, sympy.Derivative)}
+            trends[self.names[func.func.__name__]] = rhs.xreplace(ders).xreplace(funcs)
+        self._check_name_collisions(constant_functions, exogenous, constants, derivatives)
+        return PDESystem(
+            equations=self.equations,
+            time=self.time,
+            coordinates=tuple(self.coordinates),
+            prognostic_functions=list(self.prognostic),
+            constant_functions=constant_functions,
+            exogenous_functions=exogenous,
+            constants=constants,
+            derivatives=list(derivatives.values()),
+            trends=trends,
+            function_coordinates=dict(self.function_coordinates),
+        )
+
+    # -- equation heads -------------------------------------------------------------
+    def _evolution_head(self, i: int, eq: sympy.Eq) -> tuple[AppliedUndef, sympy.Symbol]:
+        if not isinstance(eq, sympy.Eq):
+            raise ValueError(f"equation {i}: expected a sympy Eq, got {type(eq).__name__}")
+        lhs = eq.lhs
+        if not (isinstance(lhs, sympy.Derivative) and isinstance(lhs.expr, AppliedUndef)):
+            raise ValueError(
+                f"equation {i}: {eq} is not an evolution equation; its left-hand side must be "
+                f"Derivative(f(t, ...), t) of a single function, got {lhs}"
+            )
+        if len(lhs.variable_count) != 1 or lhs.variable_count[0][1] != 1:
+            raise ValueError(
+                f"equation {i}: left-hand side {lhs} must be a first derivative in time only"
+            )
+        t = lhs.variable_count[0][0]
+        if self.time is None:
+            self.time = t
+        elif t != self.time:
+            raise ValueError(
+                f"equation {i}: {eq} is not an evolution equation in {self.time} (equation 1 "
+                f"differentiates in {self.time}, this one in {t})"
+            )
+        if t not in lhs.expr.args:
+            raise ValueError(f"equation {i}: {lhs.expr} does not depend on time variable {t}")
+        return lhs.expr, t
+
+    def _register_prognostic(self, i: int, func: AppliedUndef) -> None:
+        name = self._register_function(i, func)
+        if name in self.prognostic:
+            raise ValueError(f"equation {i}: a second evolution equation for '{name}'")
+        for arg in func.args:
+            if arg != self.time and arg not in self.coordinates:
+                self.coordinates.append(arg)
+        self.prognostic.append(name)
+
+    # -- right-hand sides -----------------------------------------------------------
+    def _prepare_rhs(self, i: int, rhs: sympy.Expr) -> sympy.Expr:
+        rhs = sympy.sympify(rhs)
+        for node in sympy.preorder_traversal(rhs):
+            if isinstance(node, sympy.Derivative) and self.time in node.variables:
+                raise ValueError(
+                    f"equation {i}: time derivative {node} on the right-hand side is not "
+                    "supported; write one evolution equation per prognostic field"
+                )
+        return rhs.doit(deep=True)
+
+    def _register_function(self, i: int, func: AppliedUndef) -> str:
+        raw = func.func.__name__
+        name = self.names.get(raw)
+        if name is None:
+            try:
+                name = python_identifier(raw)
+            except ValueError as err:
+                raise ValueError(f"equation {i}: function {func}: {err}") from None
+            if name in self.names.values():
+                raise ValueError(f"equation {i}: function names collide after cleaning: {name}")
+            self.names[raw] = name
+        for arg in func.args:
+            if not isinstance(arg, sympy.Symbol):
+                raise ValueError(
+                    f"equation {i}: {func} has argument {arg}; fields must be functions of "
+                    "the time and coordinate symbols only"
+                )
+        coords = tuple(str(a) for a in func.args if a != self.time)
+        if self.coordinates:
+            for c in func.args:
+                if c != self.time and c not in self.coordinates:
+                    raise ValueError(
+                        f"equation {i}: field '{name}' depends on coordinate {c}, which the "
+                        f"domain ({', '.join(map(str, self.coordinates))}) does not have"
+                    )
+        previous = self.function_coordinates.setdefault(name, coords)
+        if previous != coords:
+            raise ValueError(
+                f"equation {i}: field '{name}' used with arguments {coords} and {previous}"
+            )
+        return name
+
+    def _classify(self, func: AppliedUndef, name: str) -> str:
+        if name in self.prognostic:
+            return "prognostic"
+        return "exogenous" if self.time in func.args else "constant"
+
+    def _derivative_spec(self, i: int, node: sympy.Derivative) -> DerivativeSpec:
+        if not isinstance(node.expr, AppliedUndef):
+            raise ValueError(
+                f"equation {i}: cannot discretise derivative {node} of a non-field expression"
+            )
+        name = self._register_function(i, node.expr)
+        orders = [0] * len(self.coordinates)
+        for var, count in node.variable_count:
+            if var not in self.coordinates:
+                raise ValueError(
+                    f"equation {i}: derivative {node} is taken along {var}, which the domain "
+                    f"({', '.join(map(str, self.coordinates))}) does not have"
+                )
+            if var not in node.expr.args:
+                raise ValueError(f"equation {i}: in {node}, '{name}' does not depend on {var}")
+            orders[self.coordinates.index(var)] += int(count)
+        suffix = "".join(f"{c}{o}" for c, o in zip(self.coordinates, orders, strict=True) if o)
+        return DerivativeSpec(field=name, orders=tuple(orders), name=f"D_{name}_{suffix}")
+
+    def _check_symbol(self, i: int, sym: sympy.Symbol, constants: list[str]) -> None:
+        if sym == self.time:
+            raise ValueError(
+                f"equation {i}: the time variable {sym} appears explicitly on the right-hand "
+                "side; supply time-dependent forcing as an exogenous field f(t, ...)"
+            )
+        if sym in self.coordinates:
+            raise ValueError(
+                f"equation {i}: coordinate {sym} appears explicitly on the right-hand side; "
+                f"define it as a constant field, e.g. {sym}_field({sym})"
+            )
+        try:
+            name = python_identifier(sym.name)
+        except ValueError as err:
+            raise ValueError(f"equation {i}: constant {sym}: {err}") from None
+        if name not in constants:
+            constants.append(name)
+
+    def _check_construct(self, i: int, node: sympy.Basic) -> None:
+        if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, *_ALLOWED_ATOMS)):
+            return
+        if isinstance(node, sympy.Tuple):
+            return
+        if type(node) in SUPPORTED_FUNCTIONS:
+            return
+        kind = "function" if isinstance(node, sympy.Function) else "construct"
+        label = getattr(node, "func", type(node)).__name__
+        supported = ", ".join(f.__name__ for f in SUPPORTED_FUNCTIONS)
+        raise ValueError(
+            f"equation {i}: unsupported {kind} '{label}' in term {node}; supported elementwise "
+            f"functions are {supported}, sqrt and powers"
+        )
+
+    def _check_name_collisions(self, const_funcs, exogenous, constants, derivatives) -> None:
+        seen: dict[str, str] = {}
+        groups = [
+            ("prognostic function", self.prognostic),
+            ("constant function", const_funcs),
+            ("exogenous function", exogenous),
+            ("constant", constants),
+            ("derivative", [d.name for d in derivatives.values()]),
+        ]
+        for kind, names in groups:
+            for name in names:
+                if name in seen and seen[name] != kind:
+                    raise ValueError(f"name '{name}' is used both as a {seen[name]} and a {kind}")
+                seen[name] = kind

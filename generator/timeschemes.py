@@ -1,0 +1,45 @@
+"""Explicit time schemes on tuples of tensors.
+
+Each scheme advances ``state`` (a tuple of tensors) by one step ``dt`` of the ODE
+``d state / dt = trend(t, state)``; they are plain functions usable inside a compiled
+TensorFlow loop or a Keras model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["euler", "rk2", "rk4", "TIME_SCHEMES"]
+
+Trend = Callable[[object, tuple], tuple]
+
+
+def _axpy(state: tuple, increments: tuple, factor) -> tuple:
+    return tuple(s + factor * k for s, k in zip(state, increments, strict=True))
+
+
+def euler(trend: Trend, t, state: tuple, dt) -> tuple:
+    """Explicit Euler step (first order)."""
+    return _axpy(state, trend(t, state), dt)
+
+
+def rk2(trend: Trend, t, state: tuple, dt) -> tuple:
+    """Second-order Runge-Kutta step (explicit midpoint rule)."""
+    k1 = trend(t, state)
+    k2 = trend(t + dt / 2, _axpy(state, k1, dt / 2))
+    return _axpy(state, k2, dt)
+
+
+def rk4(trend: Trend, t, state: tuple, dt) -> tuple:
+    """Classical fourth-order Runge-Kutta step."""
+    k1 = trend(t, state)
+    k2 = trend(t + dt / 2, _axpy(state, k1, dt / 2))
+    k3 = trend(t + dt / 2, _axpy(state, k2, dt / 2))
+    k4 = trend(t + dt, _axpy(state, k3, dt))
+    return tuple(
+        s + dt / 6 * (a + 2 * b + 2 * c + d)
+        for s, a, b, c, d in zip(state, k1, k2, k3, k4, strict=True)
+    )
+
+
+TIME_SCHEMES: dict[str, Callable] = {"euler": euler, "rk2": rk2, "rk4": rk4}

@@ -1,0 +1,341 @@
+"""Random error fields with a prescribed covariance on periodic grids.
+
+The covariance is ``B(x, y) = sigma(x) sigma(y) rho(x - y)`` with a homogeneous correlation
+``rho`` and a variance field ``sigma**2``. Samples are drawn by the spectral method: on a
+periodic grid the correlation matrix is circulant, so its square root is applied with FFTs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "Correlation",
+    "circulant_spectrum",
+    "ensemble_from_background",
+    "gaussian_correlation",
+    "isotropic_correlation",
+    "periodic_displacements",
+    "sample_errors",
+]
+
+Correlation = Callable[[np.ndarray], np.ndarray]
+"""A homogeneous correlation: maps displacements ``d`` of shape ``(ndim, *grid)`` (physical
+units) to correlations of shape ``grid``; ``rho(0) = 1`` and ``rho(-d) = rho(d)``."""
+
+_CLIPPED_VARIANCE_TOLERANCE = 1e-4
+
+
+def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(n) for n in shape)
+    if not 1 <= len(shape) <= 3:
+        raise ValueError(f"shape: expected 1 to 3 grid dimensions, got {shape}")
+    if any(n < 2 for n in shape):
+        raise ValueError(f"shape: every grid dimension needs at least 2 points, got {shape}")
+    return shape
+
+
+def _as_lengths(lengths: float | Sequence[float], ndim: int) -> tuple[float, ...]:
+    lengths = np.asarray(lengths, dtype=float)
+    if lengths.ndim == 0:
+        lengths = np.full(ndim, float(lengths))
+    if lengths.shape != (ndim,):
+        raise ValueError(
+            f"lengths: expected a scalar or {ndim} domain lengths, got shape {lengths.shape}"
+        )
+    if np.any(lengths <= 0):
+        raise ValueError(f"lengths: domain lengths must be positive, got {tuple(lengths)}")
+    return tuple(float(length) for length in lengths)
+
+
+def periodic_displacements(
+    shape: int | Sequence[int], lengths: float | Sequence[float]
+) -> np.ndarray:
+    """Shortest periodic displacement from the origin to every grid point.
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        Grid points per axis, ``(nx,)``, ``(nx, ny)`` or ``(nx, ny, nz)``.
+    lengths : float or sequence of float
+        Domain length per axis (physical units); the spacing is ``length / n``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(ndim, *shape)`` float64: component ``i`` is ``k_i * dx_i`` folded into
+        ``[-length_i / 2, length_i / 2]``.
+
+    Examples
+    --------
+    >>> periodic_displacements(4, 1.0)[0]
+    array([ 0.  ,  0.25,  0.5 , -0.25])
+    """
+    shape = _as_shape(shape)
+    lengths = _as_lengths(lengths, len(shape))
+    axes = []
+    for n, length in zip(shape, lengths, strict=True):
+        k = np.arange(n)
+        k = np.where(k <= n // 2, k, k - n)
+        axes.append(k * (length / n))
+    return np.stack(np.meshgrid(*axes, indexing="ij"))
+
+
+def _aspect_from_arguments(
+    length_scale: float | Sequence[float] | None,
+    aspect: ArrayLike | None,
+    diffusion: ArrayLike | None,
+) -> np.ndarray | None:
+    given = [
+        name
+        for name, value in (
+            ("length_scale", length_scale),
+            ("aspect", aspect),
+            ("diffusion", diffusion),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "gaussian_correlation: give exactly one of length_scale, aspect or diffusion, "
+            f"got {given or 'none'}"
+        )
+    if length_scale is not None:
+        scales = np.atleast_1d(np.asarray(length_scale, dtype=float))
+        if scales.ndim != 1 or np.any(scales <= 0):
+            raise ValueError(
+                f"length_scale: expected positive scalar or one value per axis, got {length_scale}"
+            )
+        return None if scales.size == 1 else np.diag(scales**2)
+    tensor = np.asarray(aspect if aspect is not None else 2.0 * np.asarray(diffusion), float)
+    name = "aspect" if aspect is not None else "diffusion"
+    if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1] or tensor.shape[0] not in (2, 3):
+        raise ValueError(f"{name}: expected a 2x2 or 3x3 tensor, got shape {tensor.shape}")
+    if not np.allclose(tensor, tensor.T, rtol=1e-12, atol=0.0):
+        raise ValueError(f"{name}: tensor must be symmetric, got {tensor.tolist()}")
+    if np.any(np.linalg.eigvalsh(tensor) <= 0):
+        raise ValueError(f"{name}: tensor must be positive definite, got {tensor.tolist()}")
+    return tensor
+
+
+def gaussian_correlation(
+    length_scale: float | Sequence[float] | None = None,
+    *,
+    aspect: ArrayLike | None = None,
+    diffusion: ArrayLike | None = None,
+) -> Correlation:
+    """Gaussian correlation ``rho(d) = exp(-d^T s^-1 d / 2)``.
+
+    Give exactly one of the three parametrisations.
+
+    Parameters
+    ----------
+    length_scale : float or sequence of float, optional
+        Length-scale ``L`` (physical units), isotropic when scalar (``s = L**2 I``, metric
+        ``g = 1 / L**2``), or one per axis (``s = diag(L_i**2)``).
+    aspect : array_like, optional
+        ``(ndim, ndim)`` symmetric positive definite aspect tensor ``s`` (length squared).
+    diffusion : array_like, optional
+        ``(ndim, ndim)`` diffusion tensor ``nu``; ``s = 2 nu``.
+
+    Returns
+    -------
+    Correlation
+        Callable mapping displacements ``(ndim, *grid)`` to correlations ``grid``.
+
+    Examples
+    --------
+    >>> rho = gaussian_correlation(0.1)
+    >>> float(rho(np.array([[0.1]]))[0])  # exp(-1/2)
+    0.6065306597126334
+    """
+    tensor = _aspect_from_arguments(length_scale, aspect, diffusion)
+    if tensor is None:
+        inverse_aspect = 1.0 / float(np.atleast_1d(length_scale)[0]) ** 2
+
+        def rho(d: np.ndarray) -> np.ndarray:
+            return np.exp(-0.5 * inverse_aspect * np.sum(d * d, axis=0))
+
+        return rho
+
+    inverse = np.linalg.inv(tensor)
+
+    def rho(d: np.ndarray) -> np.ndarray:
+        if d.shape[0] != inverse.shape[0]:
+            raise ValueError(
+                f"gaussian_correlation: tensor is {inverse.shape[0]}D but displacements are "
+                f"{d.shape[0]}D"
+            )
+        return np.exp(-0.5 * np.einsum("i...,ij,j...->...", d, inverse, d))
+
+    return rho
+
+
+def isotropic_correlation(rho_of_distance: Callable[[np.ndarray], np.ndarray]) -> Correlation:
+    """Wrap a function of Euclidean distance into a :data:`Correlation`.
+
+    Parameters
+    ----------
+    rho_of_distance : callable
+        ``rho(r)`` for distances ``r >= 0`` (physical units, any shape), with ``rho(0) = 1``.
+
+    Examples
+    --------
+    >>> soar = isotropic_correlation(lambda r: (1 + r / 0.1) * np.exp(-r / 0.1))
+    >>> float(soar(np.zeros((2, 1, 1)))[0, 0])
+    1.0
+    """
+
+    def rho(d: np.ndarray) -> np.ndarray:
+        return np.asarray(rho_of_distance(np.sqrt(np.sum(d * d, axis=0))), dtype=float)
+
+    return rho
+
+
+def circulant_spectrum(
+    shape: int | Sequence[int],
+    lengths: float | Sequence[float],
+    correlation: Correlation,
+) -> np.ndarray:
+    """Eigenvalues of the periodic correlation matrix, on the ``rfftn`` frequency grid.
+
+    Parameters
+    ----------
+    shape, lengths
+        Grid points and domain length per axis, as in :func:`periodic_displacements`.
+    correlation : Correlation
+        Homogeneous correlation function.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``rfftn`` layout (last axis ``n // 2 + 1``), float64, non-negative. Small negative
+        eigenvalues (from truncating ``rho`` at half the domain) are clipped to 0, which raises
+        the sampled variance by ``sum(|negative|) / size``; a ``RuntimeWarning`` is issued when
+        that exceeds ``1e-4`` (correlation too long for the domain, or not positive definite).
+    """
+    shape = _as_shape(shape)
+    d = periodic_displacements(shape, lengths)
+    rho = np.asarray(correlation(d), dtype=float)
+    if rho.shape != shape:
+        raise ValueError(f"correlation: returned shape {rho.shape}, expected grid shape {shape}")
+    if not np.isclose(rho.flat[0], 1.0, rtol=0.0, atol=1e-12):
+        raise ValueError(f"correlation: rho(0) must be 1, got {rho.flat[0]}")
+    eigenvalues = np.fft.fftn(rho).real
+    clipped_variance = -eigenvalues[eigenvalues < 0].sum() / rho.size
+    if clipped_variance > _CLIPPED_VARIANCE_TOLERANCE:
+        warnings.warn(
+            f"correlation is not positive semi-definite on this periodic grid: clipping its "
+            f"negative eigenvalues (most negative {eigenvalues.min():.3e}) raises the variance "
+            f"by {clipped_variance:.2e} relative; use a shorter correlation or a larger domain",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    eigenvalues = eigenvalues[..., : shape[-1] // 2 + 1]
+    return np.clip(eigenvalues, 0.0, None)
+
+
+def _variance_scale(variance: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    variance = np.asarray(variance, dtype=float)
+    if variance.ndim != 0 and variance.shape != shape:
+        raise ValueError(
+            f"variance: expected a scalar or an array of grid shape {shape}, got shape "
+            f"{variance.shape}"
+        )
+    if np.any(~np.isfinite(variance)) or np.any(variance < 0):
+        raise ValueError("variance: values must be finite and non-negative")
+    return np.sqrt(variance)
+
+
+def sample_errors(
+    shape: int | Sequence[int],
+    lengths: float | Sequence[float],
+    members: int,
+    correlation: float | Sequence[float] | Correlation,
+    variance: ArrayLike = 1.0,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Draw error fields with prescribed variance and homogeneous correlation (spectral method).
+
+    Each member is ``sigma * ifft(sqrt(lambda) * fft(z))`` with ``z`` white noise and
+    ``lambda`` the eigenvalues of the circulant correlation matrix (the FFT of ``rho``
+    evaluated at the periodic displacements of the grid points from the origin).
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        Grid points per axis, ``(nx,)``, ``(nx, ny)`` or ``(nx, ny, nz)``.
+    lengths : float or sequence of float
+        Periodic domain length per axis (physical units); spacing ``dx_i = lengths[i] / n_i``.
+    members : int
+        Number of independent samples.
+    correlation : float, sequence of float or Correlation
+        A number is a Gaussian length-scale ``L`` (``rho(d) = exp(-|d|**2 / (2 L**2))``), a
+        sequence one Gaussian length-scale per axis; otherwise a callable from
+        :func:`gaussian_correlation` (aspect or diffusion tensor) or
+        :func:`isotropic_correlation`.
+    variance : float or numpy.ndarray, default 1.0
+        Error variance, scalar or of grid shape (units of the field squared).
+    seed : int, numpy.random.Generator or None
+        Seed or generator; the same seed gives the same samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(members, *shape)`` float64.
+
+    Examples
+    --------
+    >>> e = sample_errors(128, 1.0, members=4, correlation=0.05, seed=0)
+    >>> e.shape
+    (4, 128)
+    """
+    shape = _as_shape(shape)
+    lengths = _as_lengths(lengths, len(shape))
+    if int(members) < 1:
+        raise ValueError(f"members: expected a positive integer, got {members}")
+    if not callable(correlation):
+        correlation = gaussian_correlation(correlation)
+    sigma = _variance_scale(variance, shape)
+    amplitude = np.sqrt(circulant_spectrum(shape, lengths, correlation))
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal((int(members), *shape))
+    axes = tuple(range(1, len(shape) + 1))
+    spectrum = np.fft.rfftn(white, axes=axes) * amplitude
+    return sigma * np.fft.irfftn(spectrum, s=shape, axes=axes)
+
+
+def ensemble_from_background(background: ArrayLike, errors: ArrayLike) -> np.ndarray:
+    """Members ``background + errors``.
+
+    Parameters
+    ----------
+    background : array_like
+        ``grid`` (shared background) or ``(members, *grid)``.
+    errors : array_like
+        ``(members, *grid)``, e.g. from :func:`sample_errors`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(members, *grid)`` float64.
+
+    Examples
+    --------
+    >>> ensemble_from_background(np.zeros(8), np.ones((3, 8))).shape
+    (3, 8)
+    """
+    background = np.asarray(background, dtype=float)
+    errors = np.asarray(errors, dtype=float)
+    if errors.ndim < 2:
+        raise ValueError(f"errors: expected shape (members, *grid), got {errors.shape}")
+    if background.shape not in (errors.shape[1:], errors.shape):
+        raise ValueError(
+            f"background: shape {background.shape} matches neither the grid "
+            f"{errors.shape[1:]} nor errors {errors.shape}"
+        )
+    return background + errors
