@@ -14,6 +14,7 @@ from .analysis import PDESystem as PDESystem
 from .builder import NNModelBuilder as NNModelBuilder
 from .stencils import derivative_kernel as derivative_kernel
 from .stencils import stencil_weights as stencil_weights
+from .symbols import TrainableScalar as TrainableScalar
 from .timeschemes import TIME_SCHEMES as TIME_SCHEMES
 
 _LAZY = {
@@ -23,6 +24,7 @@ _LAZY = {
 
 __all__ = [
     "NNModelBuilder",
+    "TrainableScalar",
     "PDESystem",
     "GeneratedModel",
     "NonFiniteStateError",

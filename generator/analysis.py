@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import sympy
 from sympy.core.function import AppliedUndef
 
+from .symbols import TrainableScalar
+
 __all__ = ["PDESystem", "DerivativeSpec", "python_identifier", "SUPPORTED_FUNCTIONS"]
 
 #: Elementwise functions the generator translates, mapped to their keras.ops names.
@@ -81,6 +83,13 @@ class PDESystem:
     derivatives: list[DerivativeSpec]
     trends: dict[str, sympy.Expr]
     function_coordinates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    diagnostics: dict[str, sympy.Expr] = field(default_factory=dict)
+    trainable_scalars: list[tuple[str, float, bool]] = field(default_factory=list)
+
+    @property
+    def diagnostic_functions(self) -> list[str]:
+        """Diagnostic fields, in dependency order (each computed from those before it)."""
+        return list(self.diagnostics)
 
     @property
     def dimension(self) -> int:
@@ -121,65 +130,86 @@ class _Analyser:
         self.time: sympy.Symbol | None = None
         self.coordinates: list[sympy.Symbol] = []
         self.prognostic: list[str] = []
+        self.diagnostic: list[str] = []
         self.names: dict[str, str] = {}  # sympy function name -> identifier
         self.function_coordinates: dict[str, tuple[str, ...]] = {}
 
     def run(self) -> PDESystem:
-        heads = [self._evolution_head(i, eq) for i, eq in enumerate(self.equations, 1)]
-        for i, (func, _) in enumerate(heads, 1):
-            self._register_prognostic(i, func)
-        rhs_list = [self._prepare_rhs(i, eq.rhs) for i, eq in enumerate(self.equations, 1)]
-        constant_functions: list[str] = []
-        exogenous: list[str] = []
-        constants: list[str] = []
+        evolution = [(i, eq) for i, eq in enumerate(self.equations, 1) if _is_evolution(eq)]
+        if not evolution:
+            raise ValueError(
+                f"equation 1: {self.equations[0]} is not an evolution equation; at least one "
+                "equation must be Eq(Derivative(f(t, ...), t), rhs)"
+            )
+        heads: dict[int, str] = {}
+        for i, eq in evolution:
+            heads[i] = self._register_prognostic(i, self._evolution_head(i, eq))
+        for i, eq in enumerate(self.equations, 1):
+            if i not in heads:
+                heads[i] = self._register_diagnostic(i, eq)
+        self.kinds: dict[str, list[str]] = {
+            "constant": [],
+            "exogenous": [],
+            "constant_scalar": [],
+            "trainable": [],
+        }
+        self.scalars: dict[str, TrainableScalar] = {}
         derivatives: dict[tuple[str, tuple[int, ...]], DerivativeSpec] = {}
-        replacements: list[dict[sympy.Basic, sympy.Symbol]] = []
-        for i, rhs in enumerate(rhs_list, 1):
-            repl: dict[sympy.Basic, sympy.Symbol] = {}
-            walk = sympy.preorder_traversal(rhs)
-            for node in walk:
-                if isinstance(node, (sympy.Derivative, AppliedUndef)):
-                    walk.skip()
-                if isinstance(node, sympy.Derivative):
-                    spec = self._derivative_spec(i, node)
-                    derivatives.setdefault((spec.field, spec.orders), spec)
-                    repl[node] = sympy.Symbol(spec.name)
-                elif isinstance(node, AppliedUndef):
-                    name = self._register_function(i, node)
-                    kind = self._classify(node, name)
-                    target = {"constant": constant_functions, "exogenous": exogenous}.get(kind)
-                    if target is not None and name not in target:
-                        target.append(name)
-                    repl[node] = sympy.Symbol(name)
-                elif isinstance(node, sympy.Symbol):
-                    self._check_symbol(i, node, constants)
-                else:
-                    self._check_construct(i, node)
-            replacements.append(repl)
-        trends = {}
-        for (func, _), rhs, repl in zip(heads, rhs_list, replacements, strict=True):
-            # Derivatives first so that u(t, x) inside Derivative(u, x) is not replaced alone.
-            ders = {k: v for k, v in repl.items() if isinstance(k, sympy.Derivative)}
-            funcs = {k: v for k, v in repl.items() if not isinstance(k, sympy.Derivative)}
-            trends[self.names[func.func.__name__]] = rhs.xreplace(ders).xreplace(funcs)
-        self._check_name_collisions(constant_functions, exogenous, constants, derivatives)
+        expressions: dict[str, sympy.Expr] = {}
+        depends: dict[str, list[str]] = {}
+        for i, eq in enumerate(self.equations, 1):
+            expr, used = self._analyse_rhs(i, self._prepare_rhs(i, eq.rhs), derivatives)
+            expressions[heads[i]] = expr
+            depends[heads[i]] = [u for u in used if u in self.diagnostic]
+        self._check_name_collisions(derivatives)
         return PDESystem(
             equations=self.equations,
             time=self.time,
             coordinates=tuple(self.coordinates),
             prognostic_functions=list(self.prognostic),
-            constant_functions=constant_functions,
-            exogenous_functions=exogenous,
-            constants=constants,
+            constant_functions=self.kinds["constant"],
+            exogenous_functions=self.kinds["exogenous"],
+            constants=self.kinds["constant_scalar"],
             derivatives=list(derivatives.values()),
-            trends=trends,
+            trends={n: expressions[n] for n in self.prognostic},
             function_coordinates=dict(self.function_coordinates),
+            diagnostics={n: expressions[n] for n in _dependency_order(self.diagnostic, depends)},
+            trainable_scalars=[
+                (n, self.scalars[n].init, self.scalars[n].trainable)
+                for n in self.kinds["trainable"]
+            ],
         )
 
+    def _analyse_rhs(self, i: int, rhs: sympy.Expr, derivatives: dict) -> tuple[sympy.Expr, list]:
+        """Replace fields and derivatives by symbols; classify what the rhs uses."""
+        derivative_symbols: dict[sympy.Basic, sympy.Symbol] = {}
+        function_symbols: dict[sympy.Basic, sympy.Symbol] = {}
+        used: list[str] = []
+        walk = sympy.preorder_traversal(rhs)
+        for node in walk:
+            if isinstance(node, (sympy.Derivative, AppliedUndef)):
+                walk.skip()
+            if isinstance(node, sympy.Derivative):
+                spec = self._derivative_spec(i, node)
+                derivatives.setdefault((spec.field, spec.orders), spec)
+                derivative_symbols[node] = sympy.Symbol(spec.name)
+                used.append(spec.field)
+            elif isinstance(node, AppliedUndef):
+                name = self._register_function(i, node)
+                kind = self._classify(node, name)
+                if kind in self.kinds and name not in self.kinds[kind]:
+                    self.kinds[kind].append(name)
+                function_symbols[node] = sympy.Symbol(name)
+                used.append(name)
+            elif isinstance(node, sympy.Symbol):
+                function_symbols[node] = sympy.Symbol(self._check_symbol(i, node))
+            else:
+                self._check_construct(i, node)
+        # Derivatives first so that u(t, x) inside Derivative(u, x) is not replaced alone.
+        return rhs.xreplace(derivative_symbols).xreplace(function_symbols), used
+
     # -- equation heads -------------------------------------------------------------
-    def _evolution_head(self, i: int, eq: sympy.Eq) -> tuple[AppliedUndef, sympy.Symbol]:
-        if not isinstance(eq, sympy.Eq):
-            raise ValueError(f"equation {i}: expected a sympy Eq, got {type(eq).__name__}")
+    def _evolution_head(self, i: int, eq: sympy.Eq) -> AppliedUndef:
         lhs = eq.lhs
         if not (isinstance(lhs, sympy.Derivative) and isinstance(lhs.expr, AppliedUndef)):
             raise ValueError(
@@ -200,16 +230,34 @@ class _Analyser:
             )
         if t not in lhs.expr.args:
             raise ValueError(f"equation {i}: {lhs.expr} does not depend on time variable {t}")
-        return lhs.expr, t
+        return lhs.expr
 
-    def _register_prognostic(self, i: int, func: AppliedUndef) -> None:
-        name = self._register_function(i, func)
-        if name in self.prognostic:
-            raise ValueError(f"equation {i}: a second evolution equation for '{name}'")
+    def _register_prognostic(self, i: int, func: AppliedUndef) -> str:
         for arg in func.args:
             if arg != self.time and arg not in self.coordinates:
                 self.coordinates.append(arg)
+        name = self._register_function(i, func)
+        if name in self.prognostic:
+            raise ValueError(f"equation {i}: a second evolution equation for '{name}'")
         self.prognostic.append(name)
+        return name
+
+    def _register_diagnostic(self, i: int, eq) -> str:
+        if not isinstance(eq, sympy.Eq):
+            raise ValueError(f"equation {i}: expected a sympy Eq, got {type(eq).__name__}")
+        lhs = eq.lhs
+        if not isinstance(lhs, AppliedUndef) or (
+            isinstance(lhs, sympy.Derivative) or self.time not in lhs.args
+        ):
+            raise ValueError(
+                f"equation {i}: {eq} is not an evolution equation (Eq(Derivative(f(t, ...), "
+                f"{self.time}), rhs)) nor a diagnostic one (Eq(w({self.time}, ...), rhs))"
+            )
+        name = self._register_function(i, lhs)
+        if name in self.prognostic or name in self.diagnostic:
+            raise ValueError(f"equation {i}: '{name}' is defined by more than one equation")
+        self.diagnostic.append(name)
+        return name
 
     # -- right-hand sides -----------------------------------------------------------
     def _prepare_rhs(self, i: int, rhs: sympy.Expr) -> sympy.Expr:
@@ -257,6 +305,8 @@ class _Analyser:
     def _classify(self, func: AppliedUndef, name: str) -> str:
         if name in self.prognostic:
             return "prognostic"
+        if name in self.diagnostic:
+            return "diagnostic"
         return "exogenous" if self.time in func.args else "constant"
 
     def _derivative_spec(self, i: int, node: sympy.Derivative) -> DerivativeSpec:
@@ -278,7 +328,7 @@ class _Analyser:
         suffix = "".join(f"{c}{o}" for c, o in zip(self.coordinates, orders, strict=True) if o)
         return DerivativeSpec(field=name, orders=tuple(orders), name=f"D_{name}_{suffix}")
 
-    def _check_symbol(self, i: int, sym: sympy.Symbol, constants: list[str]) -> None:
+    def _check_symbol(self, i: int, sym: sympy.Symbol) -> str:
         if sym == self.time:
             raise ValueError(
                 f"equation {i}: the time variable {sym} appears explicitly on the right-hand "
@@ -293,8 +343,19 @@ class _Analyser:
             name = python_identifier(sym.name)
         except ValueError as err:
             raise ValueError(f"equation {i}: constant {sym}: {err}") from None
-        if name not in constants:
-            constants.append(name)
+        if isinstance(sym, TrainableScalar):
+            previous = self.scalars.setdefault(name, sym)
+            if (previous.init, previous.trainable) != (sym.init, sym.trainable):
+                raise ValueError(
+                    f"equation {i}: trainable scalar '{name}' declared twice with different "
+                    "init/trainable settings"
+                )
+            kind = "trainable"
+        else:
+            kind = "constant_scalar"
+        if name not in self.kinds[kind]:
+            self.kinds[kind].append(name)
+        return name
 
     def _check_construct(self, i: int, node: sympy.Basic) -> None:
         if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, *_ALLOWED_ATOMS)):
@@ -311,13 +372,15 @@ class _Analyser:
             f"functions are {supported}, sqrt and powers"
         )
 
-    def _check_name_collisions(self, const_funcs, exogenous, constants, derivatives) -> None:
+    def _check_name_collisions(self, derivatives) -> None:
         seen: dict[str, str] = {}
         groups = [
             ("prognostic function", self.prognostic),
-            ("constant function", const_funcs),
-            ("exogenous function", exogenous),
-            ("constant", constants),
+            ("diagnostic function", self.diagnostic),
+            ("constant function", self.kinds["constant"]),
+            ("exogenous function", self.kinds["exogenous"]),
+            ("constant", self.kinds["constant_scalar"]),
+            ("trainable scalar", self.kinds["trainable"]),
             ("derivative", [d.name for d in derivatives.values()]),
         ]
         for kind, names in groups:
@@ -325,3 +388,23 @@ class _Analyser:
                 if name in seen and seen[name] != kind:
                     raise ValueError(f"name '{name}' is used both as a {seen[name]} and a {kind}")
                 seen[name] = kind
+
+
+def _is_evolution(eq) -> bool:
+    return isinstance(eq, sympy.Eq) and isinstance(eq.lhs, sympy.Derivative)
+
+
+def _dependency_order(names: list[str], depends: dict[str, list[str]]) -> list[str]:
+    """Order diagnostic fields so that each comes after those it uses; reject cycles."""
+    ordered: list[str] = []
+    remaining = list(names)
+    while remaining:
+        ready = [n for n in remaining if all(d in ordered for d in depends[n])]
+        if not ready:
+            raise ValueError(
+                "diagnostic equations form a cycle: "
+                + ", ".join(f"'{n}' uses {sorted(set(depends[n]))}" for n in remaining)
+            )
+        ordered.append(ready[0])
+        remaining.remove(ready[0])
+    return ordered

@@ -11,7 +11,7 @@ import jinja2
 import sympy
 
 from .analysis import PDESystem
-from .printing import trend_code_lines
+from .printing import KerasOpsPrinter, trend_code_lines
 
 __all__ = ["NNModelBuilder"]
 
@@ -43,6 +43,9 @@ class NNModelBuilder:
     equations : one sympy ``Eq(Derivative(u(t, x, ...), t), rhs)`` or a list of them.
     class_name : name of the generated class (a Python identifier).
     accuracy : even order of accuracy of the centred finite-difference stencils.
+    closures : optional mapping exogenous function name → sympy expression of the known
+        fields (and trainable scalars); each becomes a diagnostic equation generated like
+        the rest, so the slot is filled in the model itself.
 
     Examples
     --------
@@ -61,11 +64,15 @@ class NNModelBuilder:
         equations: sympy.Eq | Iterable[sympy.Eq],
         class_name: str = "NNModel",
         accuracy: int = 2,
+        closures: dict[str, sympy.Expr] | None = None,
     ):
         if not class_name.isidentifier():
             raise ValueError(f"class_name {class_name!r} is not a Python identifier")
         if not isinstance(accuracy, int) or accuracy < 2 or accuracy % 2:
             raise ValueError(f"accuracy must be an even integer >= 2, got {accuracy!r}")
+        equations = [equations] if isinstance(equations, sympy.Eq) else list(equations)
+        if closures:
+            equations += _closure_equations(PDESystem.from_equations(equations), closures)
         self.system = PDESystem.from_equations(equations)
         self.class_name = class_name
         self.accuracy = accuracy
@@ -98,17 +105,21 @@ class NNModelBuilder:
         prognostic_and_exogenous = [*system.prognostic_functions, *system.exogenous_functions]
         temporaries, results = trend_code_lines(system.trends)
         derivatives = {name: system.derivatives_of(name) for name in system.function_coordinates}
+        diagnostic_names = system.diagnostic_functions
         field_names = [
             *prognostic_and_exogenous,
             *system.constant_functions,
-            *(d.name for d in system.derivatives),
+            *(d.name for d in system.derivatives if d.field not in diagnostic_names),
         ]
-        used = set().union(*(e.free_symbols for e in system.trends.values()))
+        printer = KerasOpsPrinter()
+        diagnostic_lines = [
+            (name, printer.doprint(expr), [d.name for d in derivatives[name]])
+            for name, expr in system.diagnostics.items()
+        ]
+        expressions = [*system.trends.values(), *system.diagnostics.values()]
+        used = set().union(*(e.free_symbols for e in expressions))
         used_names = {str(s) for s in used}
-        equation_lines = [
-            f"d{name}/d{system.time} = {sympy.sstr(eq.rhs)}"
-            for name, eq in zip(system.prognostic_functions, system.equations, strict=True)
-        ]
+        equation_lines = [f"{sympy.sstr(eq.lhs)} = {sympy.sstr(eq.rhs)}" for eq in system.equations]
         return (
             _environment()
             .get_template("model.py.j2")
@@ -124,6 +135,13 @@ class NNModelBuilder:
                 constant_functions=system.constant_functions,
                 exogenous=system.exogenous_functions,
                 constants=system.constants,
+                trainable_names=[spec[0] for spec in system.trainable_scalars],
+                trainable_specs=system.trainable_scalars,
+                diagnostic_names=diagnostic_names,
+                diagnostic_lines=diagnostic_lines,
+                diagnostic_derivatives=[
+                    (n, derivatives[n]) for n in diagnostic_names if derivatives[n]
+                ],
                 field_names=[n for n in field_names if n in used_names],
                 temporaries=temporaries,
                 trend_lines=[(n, results[n]) for n in system.prognostic_functions],
@@ -136,3 +154,18 @@ class NNModelBuilder:
                 ],
             )
         )
+
+
+def _closure_equations(system: PDESystem, closures: dict[str, sympy.Expr]) -> list[sympy.Eq]:
+    """Diagnostic equations ``Eq(slot(t, ...), expr)`` filling exogenous slots."""
+    equations = []
+    for name, expr in closures.items():
+        if name not in system.exogenous_functions:
+            raise ValueError(
+                f"closure for '{name}': not an exogenous function of the system; exogenous "
+                f"functions are {system.exogenous_functions}"
+            )
+        coords = [sympy.Symbol(c) for c in system.function_coordinates[name]]
+        slot = sympy.Function(name)(system.time, *coords)
+        equations.append(sympy.Eq(slot, sympy.sympify(expr)))
+    return equations

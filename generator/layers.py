@@ -104,9 +104,12 @@ class TrendLayer(keras.layers.Layer):
 
     A generated subclass sets the class attributes ``constant_names`` (scalars),
     ``constant_function_names`` (fields without time) and
-    ``constant_function_derivatives`` (name → list of (derivative name, orders)), and
-    implements ``compute_trend(fields, constants)``. Constants are non-trainable weights,
-    so they are saved with the model and can be changed without rebuilding it.
+    ``constant_function_derivatives`` (name → list of (derivative name, orders)),
+    ``trainable_scalar_specs`` ((name, init, trainable) of each trainable scalar) and
+    ``diagnostic_derivatives`` (derivatives of diagnostic fields), and implements
+    ``compute_trend(fields, constants)``; ``constants`` holds the constants and the trainable
+    scalars. Constants are non-trainable weights, trainable scalars trainable ones, so both
+    are saved with the model and can be changed without rebuilding it.
 
     Parameters
     ----------
@@ -118,6 +121,8 @@ class TrendLayer(keras.layers.Layer):
     constant_names: tuple[str, ...] = ()
     constant_function_names: tuple[str, ...] = ()
     constant_function_derivatives: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
+    trainable_scalar_specs: tuple[tuple[str, float, bool], ...] = ()
+    diagnostic_derivatives: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
 
     def __init__(self, shape, spacings, accuracy=2, **kwargs):
         super().__init__(**kwargs)
@@ -140,12 +145,29 @@ class TrendLayer(keras.layers.Layer):
             )
             for name in self.constant_function_names
         }
+        self.scalar_weights = {
+            name: self.add_weight(
+                name=name,
+                shape=(),
+                initializer=keras.initializers.Constant(init),
+                trainable=trainable,
+                dtype=self.dtype,
+            )
+            for name, init, trainable in self.trainable_scalar_specs
+        }
+        for (_, init, _), weight in zip(
+            self.trainable_scalar_specs, self.scalar_weights.values(), strict=True
+        ):
+            weight.assign(np.asarray(init, dtype=self.dtype))  # exact, not via float32
         self._field_kernels = {
             name: (
                 [d[0] for d in derivs],
                 _kernels([d[1] for d in derivs], self.spacings, self.accuracy),
             )
-            for name, derivs in self.constant_function_derivatives.items()
+            for name, derivs in {
+                **self.constant_function_derivatives,
+                **self.diagnostic_derivatives,
+            }.items()
         }
 
     def constant_fields(self) -> dict:
@@ -162,8 +184,13 @@ class TrendLayer(keras.layers.Layer):
     def call(self, fields):
         all_fields = dict(fields)
         all_fields.update(self.constant_fields())
-        constants = {k: ops.convert_to_tensor(w) for k, w in self.constant_weights.items()}
+        weights = {**self.constant_weights, **self.scalar_weights}
+        constants = {k: ops.convert_to_tensor(w) for k, w in weights.items()}
         return self.compute_trend(all_fields, constants)
+
+    def derivatives_of(self, name: str, value) -> list:
+        """The derivatives of diagnostic field ``name`` listed in ``diagnostic_derivatives``."""
+        return periodic_derivatives(value, self._field_kernels[name][1])
 
     def compute_trend(self, fields: dict, constants: dict) -> dict:
         raise NotImplementedError("generated subclasses implement compute_trend")

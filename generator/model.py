@@ -46,6 +46,8 @@ class GeneratedModel:
     constant_functions: tuple[str, ...] = ()
     exogenous_functions: tuple[str, ...] = ()
     constants: tuple[str, ...] = ()
+    trainable_scalar_names: tuple[str, ...] = ()
+    diagnostic_functions: tuple[str, ...] = ()
     coordinates: tuple[str, ...] = ()
     time_variable: str = "t"
     accuracy: int = 2
@@ -144,11 +146,12 @@ class GeneratedModel:
 
     def _set_value(self, name: str, value) -> None:
         layer = self.trend_layer
-        if name in layer.constant_weights:
+        scalars = {**layer.constant_weights, **layer.scalar_weights}
+        if name in scalars:
             array = np.asarray(value, dtype=self.dtype)
             if array.shape != ():
                 raise ValueError(f"constant '{name}' must be a scalar, got shape {array.shape}")
-            layer.constant_weights[name].assign(array)
+            scalars[name].assign(array)
         elif name in layer.field_weights:
             layer.field_weights[name].assign(self._field_value(name, value))
         else:
@@ -173,13 +176,19 @@ class GeneratedModel:
         return np.broadcast_to(array[index], self.shape).copy()
 
     def set_constant(self, name: str, value) -> None:
-        """Change a constant or a constant function after construction."""
+        """Change a constant, trainable scalar or constant function after construction."""
         self._set_value(name, value)
 
+    @property
+    def trainable_scalars(self) -> dict[str, float]:
+        """Current values of the trainable scalars, by name."""
+        return {n: float(w.numpy()) for n, w in self.trend_layer.scalar_weights.items()}
+
     def get_constant(self, name: str) -> np.ndarray:
-        """Current value of a constant or constant function."""
+        """Current value of a constant, trainable scalar or constant function."""
         layer = self.trend_layer
-        weight = layer.constant_weights.get(name, layer.field_weights.get(name))
+        weights = {**layer.constant_weights, **layer.scalar_weights, **layer.field_weights}
+        weight = weights.get(name)
         if weight is None:
             raise ValueError(
                 f"'{name}' is neither a constant nor a constant function of this model"
@@ -222,7 +231,7 @@ class GeneratedModel:
         value = function(args[0] if len(args) == 1 else args)
         if len(value.shape) == len(self.shape) + 2 and value.shape[-1] == 1:
             value = value[..., 0]
-        return tf.cast(value, self.dtype)
+        return keras.ops.cast(value, self.dtype)
 
     def trend_tensors(self, t, state: tuple) -> tuple:
         """Trend of every prognostic field; ``state`` is a tuple of (batch, *grid) tensors."""
@@ -235,6 +244,105 @@ class GeneratedModel:
     def step_tensors(self, state: tuple, t, dt) -> tuple:
         """One time step of the model's scheme on a tuple of (batch, *grid) tensors."""
         return TIME_SCHEMES[self.time_scheme](self.trend_tensors, t, state, dt)
+
+    # -- differentiable stepping ----------------------------------------------------
+    def step_model(self, dt: float, steps: int = 1, return_sequence: bool = False) -> keras.Model:
+        """The time scheme as a Keras model (the ResNet block of the paper's Figure 5).
+
+        Parameters
+        ----------
+        dt : time step (time units).
+        steps : number of chained steps (a k-step rollout model for multi-step losses).
+        return_sequence : return every step, stacked as (batch, steps, *grid) per field,
+            instead of the last state only.
+
+        The model's inputs and outputs are dicts keyed by prognostic field; its weights are
+        the trend model's (trainable scalars) and those of the plugged closure models, so
+        gradients flow through all of them and through the initial state.
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        inputs = {
+            name: keras.Input(shape=self.shape, name=name, dtype=self.dtype)
+            for name in self.prognostic_functions
+        }
+        state = tuple(inputs[n] for n in self.prognostic_functions)
+        sequence = []
+        for k in range(steps):
+            state = self.step_tensors(state, k * dt, dt)
+            sequence.append(state)
+        if return_sequence:
+            outputs = {
+                n: keras.ops.stack([s[i] for s in sequence], axis=1)
+                for i, n in enumerate(self.prognostic_functions)
+            }
+        else:
+            outputs = dict(zip(self.prognostic_functions, state, strict=True))
+        name = f"{type(self).__name__}_{self.time_scheme}_x{steps}"
+        return keras.Model(inputs=inputs, outputs=outputs, name=name)
+
+    def _propagate(self, state: tuple, t0, dt, steps: int) -> tuple:
+        def body(j, state):
+            return j + 1, self.step_tensors(state, t0 + tf.cast(j, dt.dtype) * dt, dt)
+
+        return tf.while_loop(lambda j, _: j < steps, body, (tf.constant(0), state))[1]
+
+    def _linearisation_inputs(self, state, vector, times):
+        times = np.asarray(times, dtype=float)
+        dt, indices = _saved_indices(times, None)
+        x, batched = self._state_tensors(state)
+        v, _ = self._state_tensors(vector)
+        return (
+            x,
+            v,
+            batched,
+            tf.constant(times[0], self.dtype),
+            tf.constant(dt, self.dtype),
+            int(indices[-1]),
+        )
+
+    def tangent_linear(
+        self, state: Mapping[str, np.ndarray], perturbation: Mapping[str, np.ndarray], times
+    ) -> dict[str, np.ndarray]:
+        """Tangent-linear model M'(x) δx over ``times`` by forward-mode differentiation.
+
+        ``state`` and ``perturbation`` are dicts of arrays shaped like the grid (or with a
+        batch axis); returns δx at ``times[-1]`` as a dict of arrays.
+        """
+        x, v, batched, t0, dt, steps = self._linearisation_inputs(state, perturbation, times)
+        with tf.autodiff.ForwardAccumulator(x, v) as accumulator:
+            y = self._propagate(x, t0, dt, steps)
+        out = accumulator.jvp(y)
+        return {
+            n: _unbatch(o.numpy(), batched)
+            for n, o in zip(self.prognostic_functions, out, strict=True)
+        }
+
+    def adjoint(
+        self, state: Mapping[str, np.ndarray], cotangent: Mapping[str, np.ndarray], times
+    ) -> dict[str, np.ndarray]:
+        """Adjoint model M'(x)* δy over ``times`` by reverse-mode differentiation.
+
+        ``cotangent`` is the sensitivity at ``times[-1]``; returns it pulled back to
+        ``times[0]`` as a dict of arrays.
+        """
+        x, w, batched, t0, dt, steps = self._linearisation_inputs(state, cotangent, times)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = self._propagate(x, t0, dt, steps)
+        out = tape.gradient(y, x, output_gradients=w)
+        return {
+            n: _unbatch(o.numpy(), batched)
+            for n, o in zip(self.prognostic_functions, out, strict=True)
+        }
+
+    def save_weights(self, path: str) -> None:
+        """Save trainable scalars, constants and plugged closure models (``*.weights.h5``)."""
+        self.step_model(1.0).save_weights(path)
+
+    def load_weights(self, path: str) -> None:
+        """Load weights saved by :meth:`save_weights` into this model (same closures plugged)."""
+        self.step_model(1.0).load_weights(path)
 
     def _advance_segments(self, state: tuple, t0, dt, segment_steps):
         """Integrate ``segment_steps[i]`` steps after each saved state; return them stacked."""
