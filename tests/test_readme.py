@@ -15,3 +15,4 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["out"][1.0]["u"].shape == (241,)
     assert (tmp_path / "burgers1d.py").exists()
+    assert abs(namespace["learner"].trainable_scalars["a"] - 1.0) < 0.01
