@@ -164,12 +164,9 @@ def main() -> None:
     print(
         f"one epoch, {args.samples} samples of 3 x {N}, batch {args.batch_size} ({batches} steps)"
     )
-    print(
-        f"  generated model (fit_one_step): {generated:7.2f} s  ({generated / batches * 1e3:.2f} ms/step)"
-    )
-    print(
-        f"  hand-written tf.function loop : {baseline:7.2f} s  ({baseline / batches * 1e3:.2f} ms/step)"
-    )
+    per_step = {k: v / batches * 1e3 for k, v in (("gen", generated), ("base", baseline))}
+    print(f"  generated model (fit_one_step): {generated:7.2f} s  ({per_step['gen']:.2f} ms/step)")
+    print(f"  hand-written tf.function loop : {baseline:7.2f} s  ({per_step['base']:.2f} ms/step)")
     print(f"  ratio generated / baseline    : {generated / baseline:7.2f}  (target <= 1.5)")
     print(f"  learned after 1 epoch: {model.trainable_scalars} (truth a=1, b=0.75, c=-2)")
 
