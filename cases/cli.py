@@ -1,10 +1,12 @@
-"""The ``pkfnet`` command line: run case studies, list them, generate model modules."""
+"""The ``pkfnet`` command line: run case studies, list them, generate model modules, derive
+PKF dynamics."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--class-name", default="NNModel", help="generated class name")
     generate.add_argument("--accuracy", type=int, default=2)
     generate.add_argument("-o", "--output", required=True, help="module file to write")
+
+    derive = sub.add_parser("derive", help="print the PKF dynamics of a system")
+    derive.add_argument(
+        "equations",
+        help='equation text, e.g. "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x))" '
+        "(several separated by ';'), or a Python file defining `equations`",
+    )
+    derive.add_argument(
+        "--form",
+        choices=("metric", "aspect", "diffusion"),
+        default="diffusion",
+        help="tensor parametrising the correlations (default diffusion)",
+    )
+    derive.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
     return parser
 
 
@@ -96,6 +112,57 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derive_equations(source: str) -> list:
+    """Equations from a Python file (trusted, run as code) or from untrusted equation text."""
+    from .parsing import parse_equations
+
+    if source.endswith(".py"):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"no such file: {path}")
+        namespace = runpy.run_path(str(path))
+        if "equations" not in namespace:
+            raise UserError(f"{path} does not define `equations`")
+        return namespace["equations"]
+    try:
+        return parse_equations(source)
+    except ValueError as err:
+        raise UserError(f"bad equation string: {err}") from None
+
+
+def _derive(args: argparse.Namespace) -> int:
+    import sympy
+
+    from pkf import SymbolicPKF
+
+    equations = _derive_equations(args.equations)
+    try:
+        pkf = SymbolicPKF(equations)
+        system = getattr(pkf, f"in_{args.form}")
+        unclosed = pkf.unclosed_terms
+    except ValueError as err:
+        raise UserError(f"cannot derive the PKF dynamics: {err}") from None
+    if args.latex:
+        render = sympy.latex
+    else:
+        unicode = (sys.stdout.encoding or "").lower().replace("-", "") == "utf8"
+        columns = shutil.get_terminal_size((100, 24)).columns
+
+        def render(expr) -> str:
+            return sympy.pretty(expr, use_unicode=unicode, num_columns=columns)
+
+    print(f"PKF dynamics ({args.form} form), {len(system)} equations:\n")
+    for equation in system:
+        print(render(equation), end="\n\n")
+    if unclosed:
+        print(f"Unclosed terms ({len(unclosed)}):\n")
+        for term in unclosed:
+            print(render(term), end="\n\n")
+    else:
+        print("Unclosed terms: none (the PKF system is closed)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pkfnet`` console command."""
     args = build_parser().parse_args(argv)
@@ -109,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_case(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "derive":
+            return _derive(args)
     except UserError as err:
         print(f"pkfnet: error: {err}", file=sys.stderr)
         return 2
