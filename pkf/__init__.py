@@ -3,10 +3,17 @@
 Public API: :class:`SymbolicPKF` and :class:`Expectation` (derivation),
 :func:`quasi_gaussian_closure`, :func:`sample_errors` and helpers (initial ensembles),
 :class:`MomentAccumulator` and :func:`ensemble_statistics` (statistics),
-:class:`NetCDFWriter` and :func:`read_netcdf` (datasets).
+:class:`EnsembleForecast` (batched ensemble forecasts with on-the-fly statistics),
+:func:`build_dataset` (resumable training datasets), :class:`NetCDFWriter` and
+:func:`read_netcdf` (netCDF files).
 """
 
+from .dataset import build_dataset as build_dataset
+from .dataset import burgers_background as burgers_background
+from .dataset import ensemble_seed as ensemble_seed
 from .derivation import SymbolicPKF as SymbolicPKF
+from .ensemble import EnsembleForecast as EnsembleForecast
+from .ensemble import EnsembleResult as EnsembleResult
 from .expectation import Expectation as Expectation
 from .netcdf import NetCDFWriter as NetCDFWriter
 from .netcdf import VariableSpec as VariableSpec
@@ -33,6 +40,11 @@ __all__ = [
     "Moments",
     "ensemble_statistics",
     "metric_from_ensemble",
+    "EnsembleForecast",
+    "EnsembleResult",
+    "build_dataset",
+    "burgers_background",
+    "ensemble_seed",
     "NetCDFWriter",
     "VariableSpec",
     "read_netcdf",

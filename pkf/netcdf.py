@@ -317,6 +317,59 @@ class NetCDFWriter:
         self._dataset.sync()
         return index
 
+    def append_records(self, record_values: ArrayLike, data: Mapping[str, ArrayLike]) -> range:
+        """Write a block of records atomically (one ``complete_records`` update, one sync).
+
+        A run killed during the block leaves ``n_records`` at its start, so the whole block is
+        rewritten on resume: blocks are never half kept.
+
+        Parameters
+        ----------
+        record_values : array_like
+            ``(n,)`` values of the record coordinate.
+        data : mapping of str to array_like
+            One ``(n, *record_dims)`` array per record variable.
+
+        Returns
+        -------
+        range
+            Indices of the records written.
+        """
+        record_values = np.atleast_1d(np.asarray(record_values))
+        if record_values.ndim != 1:
+            raise ValueError(f"record_values: expected shape (n,), got {record_values.shape}")
+        count = record_values.size
+        expected = set(self.record_variables)
+        if set(data) != expected:
+            raise ValueError(
+                f"data: expected variables {sorted(expected)}, got {sorted(data)}; every "
+                "record variable must be written in each block"
+            )
+        arrays = {}
+        for name in self.record_variables:
+            variable = self._dataset.variables[name]
+            shape = (count, *variable.shape[1:])
+            value = np.asarray(data[name])
+            if value.shape != shape:
+                raise ValueError(
+                    f"data[{name!r}]: expected shape {shape} for dims "
+                    f"({self.record_dim}, {', '.join(variable.dimensions[1:])}), got {value.shape}"
+                )
+            arrays[name] = value
+        start = self.n_records
+        stop = start + count
+        for name, value in arrays.items():
+            self._dataset.variables[name][start:stop] = value
+        self._dataset.variables[self.record_dim][start:stop] = record_values
+        self._dataset.setncattr(COMPLETE_RECORDS, np.int32(stop))
+        self._dataset.sync()
+        return range(start, stop)
+
+    @property
+    def attributes(self) -> dict[str, object]:
+        """Global attributes of the file."""
+        return {key: self._dataset.getncattr(key) for key in self._dataset.ncattrs()}
+
     def close(self) -> None:
         """Sync and close the file (idempotent)."""
         if self._dataset.isopen():
