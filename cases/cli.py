@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("case", help="case name")
     run.add_argument("--out", help="output directory (default results/CASE)")
     run.add_argument("--quick", action="store_true", help="small, fast setting")
+    run.add_argument("--paper", action="store_true", help="the published full scale (slow)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     run.add_argument("--accuracy", type=int, default=2, help="stencil accuracy order (2, 4, 6)")
@@ -70,8 +71,11 @@ def _run_case(args: argparse.Namespace) -> int:
         raise UserError(f"--members must be at least 2, got {args.members}")
     out = Path(args.out or Path("results") / args.case)
     _check_writable(out)
+    if args.quick and args.paper:
+        raise UserError("--quick and --paper are mutually exclusive")
     options = {
         "quick": args.quick,
+        "paper": args.paper,
         "seed": args.seed,
         "dtype": args.dtype,
         "accuracy": args.accuracy,

@@ -23,6 +23,8 @@ def write_grid_netcdf(
 ) -> Path:
     """Write fields shaped like the grid (dims in ``coordinates`` order) to a netCDF4 file.
 
+    ``coordinates`` may start with ``time`` for time series of fields, (n_time, *grid).
+
     Every variable gets a ``long_name`` and ``units`` ("1" = dimensionless by default); the
     file carries ``Conventions = CF-1.8``, the package version and the creation date.
     """
@@ -33,8 +35,13 @@ def write_grid_netcdf(
             ds.createDimension(name, len(values))
             var = ds.createVariable(name, "f8", (name,))
             var[:] = values
-            var.units = "1"
-            var.long_name = f"{name} coordinate (fraction of the domain length)"
+            if name == "time":
+                var.units = "1"
+                var.long_name = "time (in units of the case's time scale)"
+                var.axis = "T"
+            else:
+                var.units = "1"
+                var.long_name = f"{name} coordinate (fraction of the domain length)"
             if name in ("x", "y", "z"):
                 var.axis = name.upper()
         dims = tuple(coordinates)

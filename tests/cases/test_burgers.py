@@ -1,0 +1,36 @@
+"""The main job: Burgers PKF with a closure learned from ensembles (quick setting)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cases.burgers import THEORY, pkf_equations, run
+
+
+def test_closed_equations_carry_the_closure_coefficients():
+    equations = pkf_equations({"a": 1, "b": 0.75, "c": -2})
+    assert [str(e.lhs.expr.func) for e in equations] == ["u", "V_u", "nu_u_xx"]
+    assert "closure" not in str(equations)
+
+
+@pytest.mark.slow
+def test_quick_run_learns_the_closure_and_tracks_the_ensemble(tmp_path):
+    summary = run(tmp_path, quick=True, quiet=True)
+    learned = summary["learned"]["mean"]
+    # Loose bounds for 400 training pairs (the paper, with 40 000, got 0.93, 0.75, -1.80).
+    assert learned["a"] == pytest.approx(THEORY["a"], abs=0.15)
+    assert learned["b"] == pytest.approx(THEORY["b"], abs=0.3)
+    assert learned["c"] == pytest.approx(THEORY["c"], abs=0.4)
+    errors = summary["relative_l2_vs_ensemble"]["learned"]
+    # 800 reference members: sampling noise alone is a few % on V and L.
+    assert max(errors["V"]) < 0.10
+    assert max(errors["L"]) < 0.10
+    assert max(errors["u"]) < 0.01
+    for name in ("fig6_burgers.png", "fig6_burgers.pdf", "burgers.nc", "coefficients.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["case"] == "burgers"
+    xarray = pytest.importorskip("xarray")
+    with xarray.open_dataset(tmp_path / "burgers.nc") as ds:
+        assert ds["ensemble_V"].shape == (6, 241)
+        assert np.all(np.isfinite(ds["pkf_learned_L"].values))

@@ -1,0 +1,75 @@
+"""chemistry1d case, quick setting: outputs written, multivariate PKF against the ensemble.
+
+The variance and cross-covariance equations of this linear system are closed and exact, so
+V_A, V_B and V_AB differ from the 400-member quick ensemble by sampling noise only
+(pointwise sqrt(2/400) ≈ 7 % for a variance, more for V_AB where it is small): tolerance
+15 %. The length-scales depend on the cross-term closure ("zero"), which is approximate: their
+tolerance (40 %) only guards against a broken derivation or closure plumbing.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from cases import chemistry1d
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chemistry1d")
+    return out, chemistry1d.run(out, quick=True, quiet=True)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_netcdf_figures_and_summary(quick_run):
+    xarray = pytest.importorskip("xarray")
+    out, summary = quick_run
+    for stem in ("chemistry1d_statistics", "chemistry1d_errors"):
+        assert (out / f"{stem}.png").stat().st_size > 0
+        assert (out / f"{stem}.pdf").stat().st_size > 0
+    assert json.loads((out / "summary.json").read_text())["closure"] == "zero"
+    with xarray.open_dataset(out / "chemistry1d.nc") as ds:
+        for prefix in ("pkf", "pkf_gaussian", "ens1", "ens2"):
+            assert ds[f"{prefix}_V_AB"].shape == (5, 121)
+        assert ds["pkf_L_A"].attrs["units"] == "1"
+        assert "cross-covariance" in ds["ens1_V_AB"].attrs["long_name"]
+
+
+@pytest.mark.slow
+def test_quick_variances_and_cross_covariance_match_ensemble(quick_run):
+    _, summary = quick_run
+    final = summary["final_relative_l2_error"]
+    for key in ("V_A", "V_B", "V_AB"):
+        assert final[key] < 0.15, key
+    for key in ("L_A", "L_B"):
+        assert final[key] < 0.4, key
+    assert summary["relative_l2_error"]["V_AB"][0] is None  # V_AB = 0 at t = 0
+
+
+def test_cross_closure_covers_both_unclosed_terms():
+    from pkf import SymbolicPKF
+
+    symbolic = SymbolicPKF(chemistry1d.chemistry_equations())
+    assert len(symbolic.unclosed_terms) == 2
+    zero = chemistry1d.cross_closure(symbolic, "zero")
+    assert set(zero) == set(symbolic.unclosed_terms) and set(zero.values()) == {0}
+    gaussian = chemistry1d.cross_closure(symbolic, "gaussian")
+    x = symbolic.coordinates[0]
+    v_ab = symbolic.covariance("A", "B")
+    for expr in gaussian.values():
+        assert expr.has(v_ab)
+    # With homogeneous V_A = V_B = 1 the first-order term is dV_AB/2 (symmetric split).
+    first = next(
+        e for t, e in gaussian.items() if t.args[0].atoms(sp.Derivative).pop().derivative_count == 1
+    )
+    subs = {symbolic.fields["A"].variance: 1, symbolic.fields["B"].variance: 1}
+    assert sp.simplify(first.subs(subs).doit() - sp.Derivative(v_ab, x) / 2) == 0
+    with pytest.raises(ValueError, match="closure must be one of"):
+        chemistry1d.cross_closure(symbolic, "learned")
+
+
+def test_wind_is_positive_and_heterogeneous():
+    u = chemistry1d.wind(241)
+    assert u.min() > 0 and np.ptp(u) > 0.5
