@@ -61,3 +61,46 @@ def test_run_diffusion2d_quick_writes_figure_netcdf_and_summary(tmp_path):
     xarray = pytest.importorskip("xarray")
     with xarray.open_dataset(out / "diffusion2d.nc") as ds:
         assert ds["u_network"].shape == (100, 100)
+
+
+def _pkfnet(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "cases.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def test_subcommands_in_a_subprocess_happy_paths(tmp_path):
+    listing = _pkfnet("list")
+    assert listing.returncode == 0 and "burgers" in listing.stdout
+    source = tmp_path / "heat.py"
+    source.write_text(EQUATIONS_FILE)
+    generated = _pkfnet(
+        "generate", str(source), "--class-name", "Heat1D", "-o", str(tmp_path / "h.py")
+    )
+    assert generated.returncode == 0 and (tmp_path / "h.py").exists()
+    derived = _pkfnet(
+        "derive", "Eq(Derivative(u(t,x),t), -c*Derivative(u(t,x),x))", "--form", "aspect"
+    )
+    assert derived.returncode == 0 and "none (the PKF system is closed)" in derived.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "cause"),
+    [
+        (["derive", "Eq(Derivative(u(t,x),t), u(t,x).__class__)"], "bad equation string"),
+        (["run", "nonexistent"], "unknown case 'nonexistent'"),
+        (
+            ["run", "burgers", "--quick", "--out", "/proc/forbidden/out"],
+            "cannot create output directory",
+        ),
+    ],
+)
+def test_user_errors_exit_nonzero_with_one_line(args, cause):
+    result = _pkfnet(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and cause in lines[0], result.stderr
