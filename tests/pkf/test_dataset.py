@@ -61,8 +61,12 @@ def complete_records(path: Path) -> int:
 
 
 def start_and_interrupt(path: Path, sig: int, after_records: int) -> int:
+    # A shell that starts jobs in the background (as CI runners may) leaves SIGINT ignored,
+    # and children inherit that: restore Python's handler so SIGINT acts as Ctrl-C does.
     script = SETUP + textwrap.dedent(
         f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from pkf import build_dataset
         build_dataset({str(path)!r}, model, background=slow_background, **SETTINGS)
         """
