@@ -169,6 +169,7 @@ def _derive(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pkfnet`` console command."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO logs quiet
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
