@@ -19,6 +19,8 @@ import numpy as np
 import sympy as sp
 
 __all__ = [
+    "training_set",
+    "reference_ensemble",
     "Settings",
     "burgers_equation",
     "closed_pkf_equations",
@@ -160,6 +162,60 @@ def _initial_state(settings: Settings) -> tuple[np.ndarray, dict[str, np.ndarray
     }
 
 
+def training_set(
+    path: str | Path,
+    model,
+    settings: Settings,
+    seed: int,
+    progress: bool = True,
+    ensembles: int | None = None,
+    members: int | None = None,
+) -> Path:
+    """Build (or resume) the Burgers training set of ``settings`` with the dynamics ``model``.
+
+    ``ensembles`` / ``members`` override the settings' K and N. Returns the netCDF path.
+    """
+    from pkf.dataset import build_dataset, burgers_background
+
+    _, initial = _initial_state(settings)
+    return build_dataset(
+        path,
+        model,
+        ensembles=settings.ensembles if ensembles is None else ensembles,
+        members=settings.members if members is None else members,
+        background=burgers_background(),
+        error_variance=float(initial["V_u"][0]),
+        correlation=settings.length_scale,
+        dt=settings.dt,
+        steps=settings.steps,
+        window=settings.window,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def reference_ensemble(model, settings: Settings, seed: int, saved, progress: bool = True):
+    """Reference ensemble (``settings.reference_members``) around U0 with the paper's errors.
+
+    Errors are drawn with seed ``seed + 10_000`` (independent of the training set); returns the
+    :class:`pkf.EnsembleResult` at the ``saved`` times.
+    """
+    from pkf import EnsembleForecast, sample_errors
+
+    _, initial = _initial_state(settings)
+    errors = sample_errors(
+        (settings.points,),
+        (1.0,),
+        settings.reference_members,
+        correlation=settings.length_scale,
+        variance=float(initial["V_u"][0]),
+        seed=seed + 10_000,
+    )
+    times = np.arange(settings.steps + 1) * settings.dt
+    forecast = EnsembleForecast(model, settings.reference_members, progress=progress)
+    return forecast.run(times, {"u": initial["u"] + errors}, saved_times=saved)
+
+
 def _relative_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -183,8 +239,6 @@ def run(
     """
     from generator import NNModelBuilder
     from generator.train import repeat_fits
-    from pkf import EnsembleForecast, sample_errors
-    from pkf.dataset import build_dataset, burgers_background
     from pkf.netcdf import read_netcdf
 
     from .burgers_figures import plot_burgers
@@ -208,20 +262,7 @@ def run(
     variance0 = float(initial["V_u"][0])
     start = time.perf_counter()
     say(f"burgers: training set {settings.ensembles} ensembles x {settings.members} members")
-    dataset = build_dataset(
-        out / "training.nc",
-        burgers,
-        ensembles=settings.ensembles,
-        members=settings.members,
-        background=burgers_background(),
-        error_variance=variance0,
-        correlation=settings.length_scale,
-        dt=settings.dt,
-        steps=settings.steps,
-        window=settings.window,
-        seed=seed,
-        progress=not quiet,
-    )
+    dataset = training_set(out / "training.nc", burgers, settings, seed, progress=not quiet)
     data = read_netcdf(dataset)
     fields = ("u", "V_u", "nu_u_xx")
     inputs = {f: data[f] for f in fields}
@@ -247,17 +288,7 @@ def run(
     times = np.arange(settings.steps + 1) * settings.dt
     start = time.perf_counter()
     say(f"burgers: reference ensemble of {settings.reference_members} members")
-    errors = sample_errors(
-        (settings.points,),
-        (1.0,),
-        settings.reference_members,
-        correlation=settings.length_scale,
-        variance=variance0,
-        seed=seed + 10_000,
-    )
-    reference = EnsembleForecast(burgers, settings.reference_members, progress=not quiet).run(
-        times, {"u": initial["u"] + errors}, saved_times=saved
-    )
+    reference = reference_ensemble(burgers, settings, seed, saved, progress=not quiet)
     ensemble = {
         "u": reference.mean("u"),
         "V": reference.variance("u"),
