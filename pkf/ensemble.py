@@ -26,6 +26,10 @@ InitialMembers = Mapping[str, ArrayLike] | Callable[[int, int], Mapping[str, Arr
 a large ensemble is never held in memory as a whole)."""
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
+#: Working-set size per chunk on a CPU: beyond it a batched RK loop is memory-bound (measured
+#: on 2 cores: 100×100 diffusion runs 2.3x faster in chunks of 4 than of 64 members, while
+#: 400 Burgers members on 241 points, 18 MB, are fastest in one chunk).
+DEFAULT_CACHE_BUDGET = 20 << 20
 #: Working copies of one member's state held by a compiled RK4 step with its derivatives and
 #: the statistics temporaries (an upper estimate, used to size chunks from a memory budget).
 _WORKING_COPIES = 24
@@ -139,6 +143,9 @@ class EnsembleForecast:
         the largest chunk that fits ``memory_budget``.
     memory_budget : int, default 1 GiB
         Bytes the compiled loop of one chunk may use (states, RK stages, saved members).
+    cache_budget : int or None, default 20 MiB
+        On a CPU (no GPU visible to TensorFlow), chunks are also kept below this working set,
+        which is faster than one huge batch; ``None`` disables the limit.
     save_members : bool, default False
         Keep every member at the saved times in :attr:`EnsembleResult.members` (host memory
         ``n_saved * members * grid`` values per field; otherwise only moments are kept).
@@ -168,6 +175,7 @@ class EnsembleForecast:
         *,
         chunks: int | Sequence[int] | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        cache_budget: int | None = DEFAULT_CACHE_BUDGET,
         save_members: bool = False,
         progress: bool = True,
     ) -> None:
@@ -184,6 +192,7 @@ class EnsembleForecast:
         self.ndim = len(self.shape)
         self.keys: tuple[MomentKey, ...] = moment_keys(self.fields, self.ndim)
         self.memory_budget = int(memory_budget)
+        self.cache_budget = cache_budget
         self.save_members = bool(save_members)
         self.progress = bool(progress)
         self._chunks = chunks
@@ -206,7 +215,10 @@ class EnsembleForecast:
         """Chunk sizes used for a run with ``n_saved`` saved times."""
         chunks = self._chunks
         if chunks is None:
-            largest = max(1, self.memory_budget // self.member_bytes(n_saved))
+            budget = self.memory_budget
+            if self.cache_budget is not None and not _gpu_visible():
+                budget = min(budget, int(self.cache_budget))
+            largest = max(1, budget // self.member_bytes(n_saved))
             return chunk_sizes(self.members, largest)
         if np.isscalar(chunks):
             if int(chunks) < 1:
@@ -415,6 +427,12 @@ class EnsembleForecast:
                         f"members {start}:{stop}; reduce the time step (CFL) or check the "
                         "initial members"
                     )
+
+
+def _gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _saved_steps(times: np.ndarray, saved_times: ArrayLike | None) -> tuple[float, np.ndarray]:
