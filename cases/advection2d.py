@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from .comparison import errors_by_time
+
 __all__ = [
     "ASPECT_COMPONENTS",
     "SETTINGS",
     "advection_equation",
     "build_models",
     "gaussian_bump",
-    "relative_l2_error",
     "rotating_wind",
     "run",
     "time_step",
@@ -117,37 +118,12 @@ def build_models(
     return tracer, pkf_model, symbolic
 
 
-def relative_l2_error(estimate: np.ndarray, reference: np.ndarray) -> float | None:
-    """‖estimate − reference‖₂ / ‖reference‖₂ over the grid (None when ‖reference‖ is 0)."""
-    norm = float(np.sqrt(np.sum(np.square(reference))))
-    if norm == 0.0:
-        return None
-    return float(np.sqrt(np.sum(np.square(np.asarray(estimate) - reference)))) / norm
-
-
 def _ensemble_fields(result, name: str = "c") -> dict[str, np.ndarray]:
     """Mean, V and aspect components of an :class:`pkf.EnsembleResult`, each (n_saved, nx, ny)."""
     aspect = result.aspect(name)
     fields = {"c": result.mean(name), "V": result.variance(name)}
     fields.update({key: aspect[:, i, j] for key, (i, j) in ASPECT_COMPONENTS.items()})
     return fields
-
-
-def _errors(
-    estimate: dict[str, np.ndarray], reference: dict[str, np.ndarray], skip_zero: bool
-) -> dict[str, list[float | None]]:
-    """Relative L2 error per field and saved time; None where the estimate is identically 0
-    (the PKF s_xy at t = 0: the ensemble value there is pure sampling noise)."""
-    errors = {}
-    for key, values in estimate.items():
-        row = []
-        for k in range(values.shape[0]):
-            if skip_zero and not np.any(values[k]):
-                row.append(None)
-            else:
-                row.append(relative_l2_error(values[k], reference[key][k]))
-        errors[key] = row
-    return errors
 
 
 def _write_netcdf(
@@ -295,9 +271,9 @@ def run(
     pooled = EnsembleResult(saved, results[0].accumulator.merge(results[1].accumulator))
     ensembles.append(_ensemble_fields(pooled))
 
-    pkf_errors = _errors(pkf_fields, ensembles[0], skip_zero=True)
-    pooled_errors = _errors(pkf_fields, ensembles[2], skip_zero=True)
-    noise = _errors(ensembles[1], ensembles[0], skip_zero=False)
+    pkf_errors = errors_by_time(pkf_fields, ensembles[0], skip_zero=True)
+    pooled_errors = errors_by_time(pkf_fields, ensembles[2], skip_zero=True)
+    noise = errors_by_time(ensembles[1], ensembles[0], skip_zero=False)
     noise["s_xy"][0] = None  # t = 0: both are sampling noise around 0
 
     start = time.perf_counter()

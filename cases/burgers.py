@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from .comparison import errors_by_time
+
 __all__ = [
     "training_set",
     "reference_ensemble",
@@ -29,7 +31,6 @@ __all__ = [
     "initial_state",
     "pkf_equations",
     "pkf_fields",
-    "relative_l2",
     "run",
 ]
 
@@ -118,7 +119,14 @@ def pkf_equations(coefficients: dict[str, float] | None = None) -> list[sp.Eq]:
 
 def initial_state(settings: Settings) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Grid and the PKF initial state (u = U0, V = (σ max U0)², ν = lh²/2) of ``settings``."""
-    return _initial_state(settings)
+    x = np.arange(settings.points) / settings.points
+    u0 = 0.25 * (1 + np.cos(2 * np.pi * (x - 0.25)))
+    variance = (settings.std_fraction * u0.max()) ** 2
+    return x, {
+        "u": u0,
+        "V_u": np.full_like(x, variance),
+        "nu_u_xx": np.full_like(x, settings.length_scale**2 / 2),
+    }
 
 
 def forecast_fields(
@@ -136,30 +144,11 @@ def forecast_fields(
     }
 
 
-def relative_l2(a: np.ndarray, b: np.ndarray) -> float:
-    """||a − b|| / ||b||."""
-    return _relative_l2(a, b)
-
-
 def errors_vs_ensemble(
     forecast: dict[str, np.ndarray], ensemble: dict[str, np.ndarray]
 ) -> dict[str, list[float]]:
     """Relative L2 error of each field (``u``, ``V``, ``L``) at each saved time."""
-    return {
-        f: [_relative_l2(forecast[f][k], ensemble[f][k]) for k in range(len(ensemble[f]))]
-        for f in ("u", "V", "L")
-    }
-
-
-def _initial_state(settings: Settings) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    x = np.arange(settings.points) / settings.points
-    u0 = 0.25 * (1 + np.cos(2 * np.pi * (x - 0.25)))
-    variance = (settings.std_fraction * u0.max()) ** 2
-    return x, {
-        "u": u0,
-        "V_u": np.full_like(x, variance),
-        "nu_u_xx": np.full_like(x, settings.length_scale**2 / 2),
-    }
+    return errors_by_time({f: forecast[f] for f in ("u", "V", "L")}, ensemble, skip_zero=False)
 
 
 def training_set(
@@ -177,7 +166,7 @@ def training_set(
     """
     from pkf.dataset import build_dataset, burgers_background
 
-    _, initial = _initial_state(settings)
+    _, initial = initial_state(settings)
     return build_dataset(
         path,
         model,
@@ -202,7 +191,7 @@ def reference_ensemble(model, settings: Settings, seed: int, saved, progress: bo
     """
     from pkf import EnsembleForecast, sample_errors
 
-    _, initial = _initial_state(settings)
+    _, initial = initial_state(settings)
     errors = sample_errors(
         (settings.points,),
         (1.0,),
@@ -214,10 +203,6 @@ def reference_ensemble(model, settings: Settings, seed: int, saved, progress: bo
     times = np.arange(settings.steps + 1) * settings.dt
     forecast = EnsembleForecast(model, settings.reference_members, progress=progress)
     return forecast.run(times, {"u": initial["u"] + errors}, saved_times=saved)
-
-
-def _relative_l2(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def run(
@@ -258,7 +243,7 @@ def run(
     PKFBurgers = NNModelBuilder(pkf_equations(), "PKFBurgers", accuracy=accuracy).build()
     clock["derive_and_generate"] = time.perf_counter() - start
 
-    x, initial = _initial_state(settings)
+    x, initial = initial_state(settings)
     variance0 = float(initial["V_u"][0])
     start = time.perf_counter()
     say(f"burgers: training set {settings.ensembles} ensembles x {settings.members} members")
@@ -302,21 +287,10 @@ def run(
         model = PKFBurgers(shape=settings.points, dtype=dtype, kappa=settings.kappa)
         for name, value in coefficients.items():
             model.set_constant(name, value)
-        states = model.forecast(times, initial, saved_times=saved)
-        forecasts[label] = {
-            "u": np.stack([states[t]["u"] for t in states]),
-            "V": np.stack([states[t]["V_u"] for t in states]),
-            "L": np.sqrt(2 * np.stack([states[t]["nu_u_xx"] for t in states])),
-        }
+        forecasts[label] = forecast_fields(model, times, initial, saved)
     clock["pkf_forecasts"] = time.perf_counter() - start
 
-    errors_by_closure = {
-        label: {
-            f: [_relative_l2(fc[f][k], ensemble[f][k]) for k in range(len(saved))]
-            for f in ("u", "V", "L")
-        }
-        for label, fc in forecasts.items()
-    }
+    errors_by_closure = {label: errors_vs_ensemble(fc, ensemble) for label, fc in forecasts.items()}
     scales = {"u": float(initial["u"].max()), "V": variance0, "L": settings.length_scale}
     figure = plot_burgers(x, saved, ensemble, forecasts["learned"], scales, out / "fig6_burgers")
     grid_fields = {f"ensemble_{f}": v for f, v in ensemble.items()}

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .figures import save_figure  # noqa: E402
+
 __all__ = ["plot_burgers"]
 
 _LABELS = {"u": r"$u / U_{max}$", "V": r"$V / V_0$", "L": r"$L / l_h$"}
@@ -51,9 +53,4 @@ def plot_burgers(
         high = max(axes[0, col].get_ylim()[1], axes[1, col].get_ylim()[1])
         for row in range(2):
             axes[row, col].set_ylim(low, high)
-    stem = Path(stem)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return save_figure(fig, stem)

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from .comparison import errors_by_time
+
 __all__ = [
     "CLOSURES",
     "SETTINGS",
     "build_models",
     "chemistry_equations",
     "cross_closure",
-    "relative_l2_error",
     "run",
     "wind",
 ]
@@ -164,14 +165,6 @@ def build_models(
     return species, pkf_model, symbolic
 
 
-def relative_l2_error(estimate: np.ndarray, reference: np.ndarray) -> float | None:
-    """‖estimate − reference‖₂ / ‖reference‖₂ over the grid (None when ‖reference‖ is 0)."""
-    norm = float(np.sqrt(np.sum(np.square(reference))))
-    if norm == 0.0:
-        return None
-    return float(np.sqrt(np.sum(np.square(np.asarray(estimate) - reference)))) / norm
-
-
 #: compared quantities: key → (long name, units)
 QUANTITIES = {
     "A": ("mean of species A", "1"),
@@ -208,18 +201,6 @@ def _ensemble_fields(result) -> dict[str, np.ndarray]:
         "V_AB": result.cross_covariance("A", "B"),
         "L_A": result.length_scale("A")[:, 0],
         "L_B": result.length_scale("B")[:, 0],
-    }
-
-
-def _errors(estimate: dict, reference: dict) -> dict[str, list[float | None]]:
-    """Relative L2 error per quantity and saved time (None where the estimate is identically
-    zero: V_AB at t = 0, where the ensemble value is pure sampling noise)."""
-    return {
-        key: [
-            None if not np.any(values[k]) else relative_l2_error(values[k], reference[key][k])
-            for k in range(values.shape[0])
-        ]
-        for key, values in estimate.items()
     }
 
 
@@ -348,9 +329,9 @@ def run(
     pooled = EnsembleResult(saved, results[0].accumulator.merge(results[1].accumulator))
     ensembles.append(_ensemble_fields(pooled))
 
-    errors = {closure: _errors(fields, ensembles[0]) for closure, fields in pkf_runs.items()}
-    pooled_errors = _errors(pkf_runs["zero"], ensembles[2])
-    noise = _errors(ensembles[1], ensembles[0])
+    errors = {closure: errors_by_time(fields, ensembles[0]) for closure, fields in pkf_runs.items()}
+    pooled_errors = errors_by_time(pkf_runs["zero"], ensembles[2])
+    noise = errors_by_time(ensembles[1], ensembles[0])
     noise["V_AB"][0] = None  # t = 0: both ensembles are sampling noise around V_AB = 0
 
     start = time.perf_counter()

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import EllipseCollection  # noqa: E402
 
 __all__ = [
+    "save_figure",
     "aspect_ellipses",
     "plot_anisotropy",
     "plot_error_curves",
@@ -44,15 +45,10 @@ def plot_fields(
         fig.colorbar(image, ax=ax, shrink=0.8, format="%.1e")
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    stem = Path(stem)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return save_figure(fig, stem)
 
 
-def _save(fig, stem: str | Path) -> list[Path]:
+def save_figure(fig, stem: str | Path) -> list[Path]:
     """Write ``stem.png`` (200 dpi) and ``stem.pdf``, close the figure, return both paths."""
     stem = Path(stem)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
@@ -122,7 +118,7 @@ def plot_field_table(
             bar.ax.tick_params(labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def aspect_ellipses(
@@ -238,7 +234,7 @@ def plot_anisotropy(
                 ax.set_ylim(0, 1)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def plot_error_curves(
@@ -276,7 +272,7 @@ def plot_error_curves(
     ax.legend(fontsize=8, ncols=2)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def plot_profiles(
@@ -320,4 +316,4 @@ def plot_profiles(
         ax.set_visible(False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
