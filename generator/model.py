@@ -434,8 +434,7 @@ class GeneratedModel:
         arrays = [np.asarray(state[n], dtype=self.dtype) for n in self.prognostic_functions]
         batched = arrays[0].shape != self.shape
         for name, array in zip(self.prognostic_functions, arrays, strict=True):
-            expected = (array.shape[0], *self.shape) if batched and array.ndim else self.shape
-            if array.shape != expected or (batched and array.shape[1:] != self.shape):
+            if array.shape[int(batched) :] != self.shape:
                 raise ValueError(
                     f"field '{name}' has shape {array.shape}; expected the grid shape "
                     f"{self.shape} or (members, *{self.shape})"
