@@ -17,6 +17,7 @@ __all__ = [
     "MAX_DERIVATIVE_ORDER",
     "MAX_EXPONENT",
     "MAX_LENGTH",
+    "MAX_NESTING",
     "parse_equations",
 ]
 
@@ -24,6 +25,8 @@ __all__ = [
 MAX_LENGTH = 10_000
 #: Largest total order of one derivative.
 MAX_DERIVATIVE_ORDER = 8
+#: Deepest nesting of the syntax tree (signs, brackets, calls) accepted in equation text.
+MAX_NESTING = 100
 #: Largest |numerator| and |denominator| of a rational exponent.
 MAX_EXPONENT = 64
 #: Largest size, in bits, of a number computed from a power of numbers.
@@ -204,8 +207,19 @@ def parse_equations(text: str) -> list[sp.Eq]:
         raise ValueError(f"invalid syntax in equation text: {err.msg}") from None
     except (MemoryError, RecursionError):
         raise ValueError("equation text is nested too deeply") from None
+    _check_nesting(tree)
     _check_syntax(tree)
     return [_evaluate(_canonical_source(node)) for node in _equation_nodes(tree)]
+
+
+def _check_nesting(tree: ast.Module) -> None:
+    """Refuse trees deeper than ``MAX_NESTING`` before any recursive pass walks them."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ValueError(f"equation text is nested too deeply (more than {MAX_NESTING} levels)")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _check_syntax(tree: ast.Module) -> None:

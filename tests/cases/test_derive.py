@@ -11,7 +11,7 @@ import sympy as sp
 
 import cases.parsing
 from cases.cli import main
-from cases.parsing import parse_equations
+from cases.parsing import MAX_NESTING, parse_equations
 
 BURGERS = "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x) + kappa*Derivative(u(t,x),x,2))"
 t, x, kappa = sp.symbols("t x kappa")
@@ -76,6 +76,8 @@ def test_unsafe_text_is_rejected_before_sympy_parses_it(text, monkeypatch):
         ("Eq(x, ((((10**64)**64)**64)**64)**64)", "too large"),
         ("Eq(Derivative(u(t, x), (x, 10**9)), 0)", "order"),
         ("Eq(x, " + "-" * 5000 + "x)", "nested"),
+        ("Eq(x, " + "-" * 150 + "x)", "nested"),
+        ("Eq(x, " + "f(" * 120 + "x" + ")" * 121, "nested"),
         ("x" * 20_000, "characters"),
         ("Derivative(u(t, x), t) == 0", "Eq"),
         ("Eq(x, 'text')", "text literals"),
@@ -155,3 +157,10 @@ def test_unknown_called_names_are_sympy_functions_not_python_builtins():
     (equation,) = parse_equations("Eq(Derivative(u(t, x), t), eval(x) + print(t) + exec(u(t, x)))")
     called = {f.func.__name__ for f in equation.rhs.atoms(sp.core.function.AppliedUndef)}
     assert called == {"eval", "print", "exec", "u"}
+
+
+def test_nesting_below_the_limit_is_parsed():
+    depth = MAX_NESTING - 10
+    (equation,) = parse_equations("Eq(Derivative(u(t, x), t), " + "-" * depth + "u(t, x))")
+    expected = -1 if depth % 2 else 1
+    assert equation.rhs == expected * sp.Function("u")(*sp.symbols("t x"))
