@@ -51,7 +51,9 @@ class Settings:
     members: int = 400
     window: tuple[int, int] = (400, 500)
     reference_members: int = 6400
-    epochs: int = 3
+    #: Adam at 0.1 divided by 10 each epoch (the paper's schedule); a 4th epoch at 1e-4 brings
+    #: the seed-to-seed spread of (a, b, c) from ~1e-3 (3 epochs) to ~3e-4 on the paper's data.
+    epochs: int = 4
     batch_size: int = 32
     runs: int = 3
 

@@ -17,7 +17,12 @@ On the paper's setup (400 ensembles x 400 members, steps 400 -> 500, dt = 0.002,
 5. diagnoses the ensemble estimate of ν: the statistics use a second-order centred
    difference, which for a locally Gaussian correlation gives
    ν_est = dx² / (1 − exp(−dx²/ν)) ≈ ν + dx²/2; the 3-term closure is also fitted on data
-   with this bias removed (ν = −dx² / log(1 − dx²/ν_est)).
+   with this bias removed (ν = −dx² / log(1 − dx²/ν_est));
+6. trains the 3-term closure on a dataset of the same size sampled over the whole forecast
+   (steps 0 -> 500, 80 ensembles) instead of the paper's window, and forecasts with it;
+7. refines the one-step coefficients with a 50-step rollout loss on that dataset (sequences
+   every 25 steps): the one-step loss cannot see that V at t = 1 depends on b through the
+   constant κ(4b − 1) of the ν equation, a 50-step rollout can.
 
 Everything goes to ``--out`` as ``burgers_closure.json`` and ``burgers_closure.md``.
 
@@ -60,10 +65,21 @@ from cases.burgers import (  # noqa: E402
     training_set,
 )
 
-__all__ = ["PAPER", "debias_diffusion", "main", "members_sweep", "report_markdown", "study"]
+__all__ = [
+    "PAPER",
+    "debias_diffusion",
+    "main",
+    "members_sweep",
+    "report_markdown",
+    "rollout_sequences",
+    "study",
+]
 
 PAPER = {"a": 0.93, "b": 0.75, "c": -1.80}
 FIELDS = ("u", "V_u", "nu_u_xx")
+#: Adam rate of the rollout fine-tuning (3 epochs, divided by 10 each): 0.1 blows up 50-step
+#: rollouts from the initial guess, so the rollout starts from the one-step coefficients.
+ROLLOUT_LEARNING_RATE = 3e-3
 SLOT = "closure_u_x4"
 
 
@@ -108,6 +124,35 @@ def _midpoint_problem(
     )
 
 
+def rollout_sequences(
+    data: dict, steps: int, stride: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """k-step rollout samples from a training set of consecutive one-step pairs.
+
+    ``data`` holds, per sample, the fields, their ``*_next`` values and the ``ensemble`` and
+    ``step`` indices (as written by ``build_dataset``). Each ensemble's steps are sorted and
+    cut into sequences starting every ``stride`` steps. Returns ``inputs[f]`` (sequences,
+    points) and ``targets[f]`` (sequences, ``steps``, points).
+    """
+    ensemble, step = np.asarray(data["ensemble"]), np.asarray(data["step"])
+    order = np.lexsort((step, ensemble))
+    count, length = len(np.unique(ensemble)), len(np.unique(step))
+    if count * length != len(order) or length < steps:
+        raise ValueError(
+            f"need {steps} consecutive steps for every ensemble; got {len(order)} samples "
+            f"for {count} ensembles x {length} steps"
+        )
+    starts = np.arange(0, length - steps + 1, stride)
+    inputs, targets = {}, {}
+    for f in FIELDS:
+        now = np.asarray(data[f])[order].reshape(count, length, -1)
+        after = np.asarray(data[f"{f}_next"])[order].reshape(count, length, -1)
+        inputs[f] = now[:, starts].reshape(-1, now.shape[-1])
+        windows = np.stack([after[:, starts + j] for j in range(steps)], axis=2)
+        targets[f] = windows.reshape(-1, steps, now.shape[-1])
+    return inputs, targets
+
+
 def _coefficient_table(fits: dict) -> dict:
     return {"mean": fits["mean"], "std": fits["std"], "runs": fits["runs"]}
 
@@ -119,6 +164,9 @@ def study(
     accuracies: Sequence[int] = (2, 4),
     thresholds: Sequence[float] = (0.01, 0.05, 0.1),
     debias_runs: int = 3,
+    trajectory_runs: int = 3,
+    rollout_runs: int = 2,
+    rollout_steps: int = 50,
     fit_stride: int = 1,
     seed: int = 0,
     dtype: str = "float64",
@@ -135,12 +183,17 @@ def study(
     accuracies : stencil accuracies studied; the first is the main one (sparse fit, ν bias).
     thresholds : STLSQ thresholds (each distinct selection is forecast).
     debias_runs : seeds of the training on bias-corrected ν (0 to skip).
+    trajectory_runs : seeds of the training on a dataset of the same size sampled over the
+        whole forecast (steps 0 -> ``settings.steps``, fewer ensembles) instead of the paper's
+        window (0 to skip).
+    rollout_runs : seeds of the ``rollout_steps``-step rollout training on that whole-forecast
+        dataset, started from the one-step coefficients (0 to skip; needs ``trajectory_runs``).
     fit_stride : use every ``fit_stride``-th sample in the dictionary fits.
     """
     from closures import dictionary, fit_dictionary
     from generator import NNModelBuilder
     from generator.model import NonFiniteStateError
-    from generator.train import repeat_fits
+    from generator.train import fit_rollout, repeat_fits
     from pkf.netcdf import read_netcdf
 
     out = Path(out)
@@ -281,6 +334,92 @@ def study(
             del corrected
         del data, subset
 
+        if trajectory_runs and accuracy == accuracies[0]:
+            start = time.perf_counter()
+            whole = replace(
+                settings,
+                window=(0, settings.steps),
+                ensembles=max(1, entry["samples"] // settings.steps),
+            )
+            say(
+                f"[acc {accuracy}] learning (a, b, c) on steps 0 -> {settings.steps}: "
+                f"{whole.ensembles} ensembles, {trajectory_runs} runs"
+            )
+            path = training_set(
+                out / f"training_acc{accuracy}_w0-{settings.steps}.nc",
+                burgers,
+                whole,
+                seed,
+                progress=progress,
+            )
+            raw = read_netcdf(path)
+            data = {k: np.asarray(v) for k, v in raw.items() if k in _DATA_KEYS}
+            fits_w = repeat_fits(
+                trainable,
+                {f: data[f] for f in FIELDS},
+                {f: data[f"{f}_next"] for f in FIELDS},
+                settings.dt,
+                seeds=seeds[:trajectory_runs],
+                progress=progress,
+                **options,
+            )
+            entry["one_step_whole_trajectory"] = {
+                "ensembles": whole.ensembles,
+                "samples": int(len(data["u"])),
+                **_coefficient_table(fits_w),
+            }
+            clock[f"training_whole_trajectory_acc{accuracy}"] = time.perf_counter() - start
+            say(
+                f"[acc {accuracy}] whole trajectory "
+                + _format_coefficients(fits_w["mean"], fits_w["std"])
+            )
+            del data
+            if rollout_runs:
+                start = time.perf_counter()
+                inputs, targets = rollout_sequences(raw, rollout_steps, rollout_steps // 2)
+                say(
+                    f"[acc {accuracy}] {rollout_steps}-step rollout training on "
+                    f"{len(inputs['u'])} sequences, {rollout_runs} runs"
+                )
+                runs = []
+                for run_seed in seeds[:rollout_runs]:
+                    model = trainable()
+                    for name, value in fits["mean"].items():
+                        model.set_constant(name, value)
+                    history = fit_rollout(
+                        model,
+                        inputs,
+                        targets,
+                        settings.dt,
+                        rollout_steps,
+                        epochs=3,
+                        batch_size=8,
+                        learning_rate=ROLLOUT_LEARNING_RATE,
+                        seed=run_seed,
+                        progress=progress,
+                    )
+                    runs.append((model.trainable_scalars, history))
+                entry["rollout"] = {
+                    "steps": rollout_steps,
+                    "sequences": int(len(inputs["u"])),
+                    "start": fits["mean"],
+                    **_coefficient_table(
+                        {
+                            "runs": [r for r, _ in runs],
+                            "mean": {n: float(np.mean([r[n] for r, _ in runs])) for n in "abc"},
+                            "std": {n: float(np.std([r[n] for r, _ in runs])) for n in "abc"},
+                        }
+                    ),
+                    "loss_histories": [h["loss"] for _, h in runs],
+                }
+                clock[f"training_rollout_acc{accuracy}"] = time.perf_counter() - start
+                say(
+                    f"[acc {accuracy}] rollout "
+                    + _format_coefficients(entry["rollout"]["mean"], entry["rollout"]["std"])
+                )
+                del inputs, targets
+            del raw
+
         start = time.perf_counter()
         say(f"[acc {accuracy}] reference ensemble of {settings.reference_members} members")
         result = reference_ensemble(burgers, settings, seed, saved, progress=progress)
@@ -299,6 +438,13 @@ def study(
         closures["learned_b=0.75"] = (trainable, {**fits["mean"], "b": THEORY["b"]})
         if accuracy == accuracies[0]:
             closures["paper"] = (trainable, PAPER)
+        if "one_step_whole_trajectory" in entry:
+            closures["learned_whole_trajectory"] = (
+                trainable,
+                entry["one_step_whole_trajectory"]["mean"],
+            )
+        if "rollout" in entry:
+            closures["learned_rollout"] = (trainable, entry["rollout"]["mean"])
         forecasts = {label: try_forecast(m, v, reference) for label, (m, v) in closures.items()}
         distinct: dict[str, str] = {}
         for t, fit in zip(thresholds, sparse, strict=True):
@@ -438,6 +584,22 @@ def report_markdown(results: dict) -> str:
             + " | ".join(f"{mean[n]:.4f} ± {std[n]:.1e}" for n in "abc")
             + " |"
         )
+        if "one_step_whole_trajectory" in entry:
+            w = entry["one_step_whole_trajectory"]
+            lines.append(
+                f"| one-step training, accuracy {acc}, steps 0 -> {s['steps']} "
+                f"({w['ensembles']} ensembles, {len(w['runs'])} runs) | "
+                + " | ".join(f"{w['mean'][n]:.4f} ± {w['std'][n]:.1e}" for n in "abc")
+                + " |"
+            )
+        if "rollout" in entry:
+            r = entry["rollout"]
+            lines.append(
+                f"| {r['steps']}-step rollout training from the one-step fit, accuracy {acc} "
+                f"({r['sequences']} sequences, {len(r['runs'])} runs) | "
+                + " | ".join(f"{r['mean'][n]:.4f} ± {r['std'][n]:.1e}" for n in "abc")
+                + " |"
+            )
         if "one_step_debiased" in entry:
             m, d = entry["one_step_debiased"]["mean"], entry["one_step_debiased"]["std"]
             lines.append(
@@ -512,6 +674,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--runs", type=int, help="training seeds (default 10, 2 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--debias-runs", type=int, default=3)
+    parser.add_argument(
+        "--trajectory-runs", type=int, default=3, help="seeds trained on steps 0 -> end"
+    )
+    parser.add_argument(
+        "--rollout-runs", type=int, default=2, help="seeds of the 50-step rollout training"
+    )
     parser.add_argument("--fit-stride", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
@@ -547,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         settings,
         seed=args.seed,
         debias_runs=min(args.debias_runs, settings.runs),
+        trajectory_runs=min(args.trajectory_runs, settings.runs),
+        rollout_runs=min(args.rollout_runs, settings.runs),
         fit_stride=args.fit_stride,
         progress=not args.no_progress,
     )

@@ -1,7 +1,7 @@
 """Reproduce the closure-learning table: mean ± std of (a, b, c) over repeated trainings.
 
 The Burgers PKF closure a ∂x²ν/ν² + b/ν² + c (∂xν)²/ν³ is trained one step ahead (Adam, batch
-32, learning rate 0.1 divided by 10 each epoch, 3 epochs) with 10 seeds on one training set;
+32, learning rate 0.1 divided by 10 each epoch, 4 epochs) with 10 seeds on one training set;
 prints a Markdown table with the theory (1, 3/4, −2) and the paper's (0.93, 0.75, −1.80).
 
     python scripts/reproduce_table_closure.py [--quick] [--runs 10] [--out results/table_closure]

@@ -32,6 +32,36 @@ def test_debias_inverts_the_centred_difference_bias_of_a_gaussian_correlation():
     np.testing.assert_allclose(script.debias_diffusion(estimate, dx), nu, rtol=1e-10)
 
 
+def test_rollout_sequences_follow_each_ensemble_in_time():
+    script = _load_script()
+    rng = np.random.default_rng(0)
+    ensembles, steps, points = 3, 7, 5
+
+    def value(e, k):
+        """A field whose value encodes (ensemble, step, point)."""
+        return 1000 * e[:, None] + k[:, None] + np.arange(points)[None, :] / 10
+
+    ensemble = np.repeat(np.arange(ensembles), steps)
+    step = np.tile(np.arange(10, 10 + steps), ensembles)
+    data = {"ensemble": ensemble, "step": step}
+    for f in script.FIELDS:
+        data[f] = value(ensemble, step)
+        data[f"{f}_next"] = value(ensemble, step + 1)
+    shuffle = rng.permutation(len(ensemble))
+    data = {k: v[shuffle] for k, v in data.items()}
+    inputs, targets = script.rollout_sequences(data, steps=3, stride=2)
+    starts = [0, 2, 4]
+    assert inputs["u"].shape == (ensembles * len(starts), points)
+    assert targets["V_u"].shape == (ensembles * len(starts), 3, points)
+    for n, (e, s0) in enumerate((e, s0) for e in range(ensembles) for s0 in starts):
+        k = np.array([10 + s0])
+        np.testing.assert_array_equal(inputs["nu_u_xx"][n], value(np.array([e]), k)[0])
+        for j in range(3):
+            np.testing.assert_array_equal(targets["u"][n, j], value(np.array([e]), k + j + 1)[0])
+    with pytest.raises(ValueError, match="consecutive steps"):
+        script.rollout_sequences(data, steps=8, stride=1)
+
+
 @pytest.mark.slow
 def test_reduced_study_runs_end_to_end_and_moves_toward_theory(tmp_path):
     script = _load_script()
@@ -44,6 +74,7 @@ def test_reduced_study_runs_end_to_end_and_moves_toward_theory(tmp_path):
         accuracies=(2, 4),
         thresholds=(0.05,),
         debias_runs=0,
+        rollout_steps=5,
         progress=False,
         say=lambda *a: None,
     )
@@ -67,6 +98,15 @@ def test_reduced_study_runs_end_to_end_and_moves_toward_theory(tmp_path):
             assert max(errors[label]["V"]) < 0.25
             assert max(errors[label]["L"]) < 0.25
             assert max(errors[label]["u"]) < 0.01
+    whole = results["by_accuracy"]["2"]["one_step_whole_trajectory"]
+    assert whole["samples"] == 500 * whole["ensembles"]
+    errors_2 = results["by_accuracy"]["2"]["relative_l2_vs_reference"]
+    for label in ("learned_whole_trajectory", "learned_rollout"):
+        assert "diverged" not in errors_2[label], errors_2[label]
+    rollout = results["by_accuracy"]["2"]["rollout"]
+    assert (
+        rollout["steps"] == 5 and rollout["sequences"] == 248 * whole["ensembles"]
+    )  # starts 0, 2, ..., 494
     saved = json.loads((tmp_path / "burgers_closure.json").read_text())
     assert saved["saved_times"] == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     report = (tmp_path / "burgers_closure.md").read_text()
