@@ -133,18 +133,24 @@ def repeat_fits(
     targets: Arrays,
     dt: float,
     seeds: Sequence[int],
+    steps: int = 1,
+    start: dict[str, float] | None = None,
     **options,
 ) -> dict:
     """Train fresh models with several seeds; mean and spread of the learned scalars.
 
-    ``make_model()`` must return a new model (closures plugged) for each run.
+    ``make_model()`` must return a new model (closures plugged) for each run. ``steps`` > 1
+    trains on ``steps``-step rollouts (targets (samples, steps, *grid), as in
+    :func:`fit_rollout`); ``start`` sets scalars (by name) before each run.
 
     Returns ``{"runs": [scalars per run], "mean": {...}, "std": {...}, "histories": [...]}``.
     """
     runs, histories = [], []
     for seed in seeds:
         model = make_model()
-        histories.append(fit_one_step(model, inputs, targets, dt, seed=seed, **options))
+        for name, value in (start or {}).items():
+            model.set_constant(name, value)
+        histories.append(_fit(model, inputs, targets, dt, steps=steps, seed=seed, **options))
         runs.append(model.trainable_scalars)
     names = list(runs[0]) if runs else []
     return {

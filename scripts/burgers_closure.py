@@ -193,7 +193,7 @@ def study(
     from closures import dictionary, fit_dictionary
     from generator import NNModelBuilder
     from generator.model import NonFiniteStateError
-    from generator.train import fit_rollout, repeat_fits
+    from generator.train import repeat_fits
     from pkf.netcdf import read_netcdf
 
     out = Path(out)
@@ -381,36 +381,25 @@ def study(
                     f"[acc {accuracy}] {rollout_steps}-step rollout training on "
                     f"{len(inputs['u'])} sequences, {rollout_runs} runs"
                 )
-                runs = []
-                for run_seed in seeds[:rollout_runs]:
-                    model = trainable()
-                    for name, value in fits["mean"].items():
-                        model.set_constant(name, value)
-                    history = fit_rollout(
-                        model,
-                        inputs,
-                        targets,
-                        settings.dt,
-                        rollout_steps,
-                        epochs=3,
-                        batch_size=8,
-                        learning_rate=ROLLOUT_LEARNING_RATE,
-                        seed=run_seed,
-                        progress=progress,
-                    )
-                    runs.append((model.trainable_scalars, history))
+                fits_r = repeat_fits(
+                    trainable,
+                    inputs,
+                    targets,
+                    settings.dt,
+                    seeds=seeds[:rollout_runs],
+                    steps=rollout_steps,
+                    start=fits["mean"],
+                    epochs=3,
+                    batch_size=8,
+                    learning_rate=ROLLOUT_LEARNING_RATE,
+                    progress=progress,
+                )
                 entry["rollout"] = {
                     "steps": rollout_steps,
                     "sequences": int(len(inputs["u"])),
                     "start": fits["mean"],
-                    **_coefficient_table(
-                        {
-                            "runs": [r for r, _ in runs],
-                            "mean": {n: float(np.mean([r[n] for r, _ in runs])) for n in "abc"},
-                            "std": {n: float(np.std([r[n] for r, _ in runs])) for n in "abc"},
-                        }
-                    ),
-                    "loss_histories": [h["loss"] for _, h in runs],
+                    **_coefficient_table(fits_r),
+                    "loss_histories": [h["loss"] for h in fits_r["histories"]],
                 }
                 clock[f"training_rollout_acc{accuracy}"] = time.perf_counter() - start
                 say(
@@ -558,6 +547,13 @@ def _format_errors(errors: dict) -> str:
     return "  ".join(f"{f} {errors[f][-1]:.2%}" for f in ("V", "L", "u")) + " (t = 1)"
 
 
+def _spread_row(label: str, fit: dict) -> str:
+    """Markdown row ``label (n runs) | a ± std | b ± std | c ± std``."""
+    cells = " | ".join(f"{fit['mean'][n]:.4f} ± {fit['std'][n]:.1e}" for n in "abc")
+    runs = f" ({len(fit['runs'])} runs)" if len(fit["runs"]) > 1 else ""
+    return f"| {label}{runs} | {cells} |"
+
+
 def report_markdown(results: dict) -> str:
     """The study as Markdown: coefficient tables, error tables at all saved times."""
     s = results["settings"]
@@ -578,36 +574,20 @@ def report_markdown(results: dict) -> str:
         f"| paper (learned) | {PAPER['a']} | {PAPER['b']} | {PAPER['c']} |",
     ]
     for acc, entry in results["by_accuracy"].items():
-        mean, std = entry["one_step"]["mean"], entry["one_step"]["std"]
         lines.append(
-            f"| one-step training, accuracy {acc} (mean ± std) | "
-            + " | ".join(f"{mean[n]:.4f} ± {std[n]:.1e}" for n in "abc")
-            + " |"
+            _spread_row(f"one-step training, accuracy {acc} (mean ± std)", entry["one_step"])
         )
         if "one_step_whole_trajectory" in entry:
             w = entry["one_step_whole_trajectory"]
-            lines.append(
-                f"| one-step training, accuracy {acc}, steps 0 -> {s['steps']} "
-                f"({w['ensembles']} ensembles, {len(w['runs'])} runs) | "
-                + " | ".join(f"{w['mean'][n]:.4f} ± {w['std'][n]:.1e}" for n in "abc")
-                + " |"
-            )
+            label = f"one-step training, accuracy {acc}, steps 0 -> {s['steps']}"
+            lines.append(_spread_row(f"{label} ({w['ensembles']} ensembles)", w))
         if "rollout" in entry:
             r = entry["rollout"]
-            lines.append(
-                f"| {r['steps']}-step rollout training from the one-step fit, accuracy {acc} "
-                f"({r['sequences']} sequences, {len(r['runs'])} runs) | "
-                + " | ".join(f"{r['mean'][n]:.4f} ± {r['std'][n]:.1e}" for n in "abc")
-                + " |"
-            )
+            label = f"{r['steps']}-step rollout training from the one-step fit, accuracy {acc}"
+            lines.append(_spread_row(f"{label} ({r['sequences']} sequences)", r))
         if "one_step_debiased" in entry:
-            m, d = entry["one_step_debiased"]["mean"], entry["one_step_debiased"]["std"]
-            lines.append(
-                f"| one-step training, accuracy {acc}, nu bias removed "
-                f"({len(entry['one_step_debiased']['runs'])} runs) | "
-                + " | ".join(f"{m[n]:.4f} ± {d[n]:.1e}" for n in "abc")
-                + " |"
-            )
+            label = f"one-step training, accuracy {acc}, nu bias removed"
+            lines.append(_spread_row(label, entry["one_step_debiased"]))
         ls = entry["lstsq_3_terms"]
         lines.append(
             f"| least squares on tendencies, accuracy {acc} | "
