@@ -18,18 +18,20 @@ limits the length-scale errors; the variance equations are closed and exact.
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import sympy as sp
 
-from .comparison import errors_by_time
+from .comparison import errors_by_time, stack_sources
+from .study import Output
 
 __all__ = [
     "CLOSURES",
-    "SETTINGS",
+    "DESCRIPTION",
+    "PARAMETERS",
+    "Settings",
     "build_models",
     "chemistry_equations",
     "cross_closure",
@@ -37,11 +39,7 @@ __all__ = [
     "wind",
 ]
 
-#: full and quick settings: grid, ensemble size, final time, number of saved times.
-SETTINGS = {
-    "full": {"shape": 241, "members": 1600, "final_time": 1.0, "saved": 5},
-    "quick": {"shape": 121, "members": 400, "final_time": 1.0, "saved": 5},
-}
+DESCRIPTION = "two reacting species in a 1D wind: multivariate PKF (V_A, V_B, V_AB, L) vs ensemble"
 #: physical parameters: mean wind U, reaction rate k, initial variances and length-scales.
 PARAMETERS = {
     "U": 1.0,
@@ -51,9 +49,38 @@ PARAMETERS = {
     "L_A": 0.1,
     "L_B": 0.06,
 }
-#: closures of the cross terms (see :func:`cross_closure`); the first is the case's choice,
-#: the second is run alongside for comparison.
+#: closures of the cross terms (see :func:`cross_closure`).
 CLOSURES = ("zero", "gaussian")
+#: compared quantities: the PKF names (the ensemble statistics carry the same ones).
+COMPARED = ("A", "B", "V_A", "V_B", "V_AB", "L_A_x", "L_B_x")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Grid, ensemble size, numerics and the cross-term closure."""
+
+    points: int = field(default=241, metadata={"help": "grid points"})
+    members: int = field(default=1600, metadata={"help": "members of each ensemble"})
+    final_time: float = field(default=1.0, metadata={"help": "final time"})
+    saved: int = field(default=5, metadata={"help": "number of saved times"})
+    closure: Literal["zero", "gaussian"] = field(
+        default="zero", metadata={"help": "closure of the cross terms (the other is run too)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
+    dtype: Literal["float64", "float32"] = field(default="float64", metadata={"help": "dtype"})
+    accuracy: Literal[2, 4, 6] = field(default=2, metadata={"help": "stencil order"})
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """121 points and 400 members."""
+        return cls(points=121, members=400)
+
+    def validate(self) -> None:
+        if self.points < 16 or self.members < 2 or self.saved < 2:
+            raise ValueError(
+                "--points >= 16, --members >= 2 and --saved >= 2 required, got "
+                f"{self.points}, {self.members}, {self.saved}"
+            )
 
 
 def chemistry_equations() -> list[sp.Eq]:
@@ -165,280 +192,143 @@ def build_models(
     return species, pkf_model, symbolic
 
 
-#: compared quantities: key → (long name, units)
-QUANTITIES = {
-    "A": ("mean of species A", "1"),
-    "B": ("mean of species B", "1"),
-    "V_A": ("error variance of A", "1"),
-    "V_B": ("error variance of B", "1"),
-    "V_AB": ("error cross-covariance of A and B", "1"),
-    "L_A": ("correlation length-scale of A, sqrt(s_A)", "1"),
-    "L_B": ("correlation length-scale of B, sqrt(s_B)", "1"),
-}
+def _pkf_dataset(forecast):
+    """A PKF forecast (aspect form) with the length-scales L_f_x = sqrt(s_f_xx) added."""
+    return forecast.assign(
+        L_A_x=np.sqrt(forecast["s_A_xx"]).assign_attrs(long_name="length-scale of A", units="1"),
+        L_B_x=np.sqrt(forecast["s_B_xx"]).assign_attrs(long_name="length-scale of B", units="1"),
+    )
 
 
-def _pkf_fields(forecast: dict, saved: np.ndarray) -> dict[str, np.ndarray]:
-    def stack(name: str) -> np.ndarray:
-        return np.stack([forecast[float(t)][name] for t in saved])
-
-    return {
-        "A": stack("A"),
-        "B": stack("B"),
-        "V_A": stack("V_A"),
-        "V_B": stack("V_B"),
-        "V_AB": stack("V_AB"),
-        "L_A": np.sqrt(stack("s_A_xx")),
-        "L_B": np.sqrt(stack("s_B_xx")),
-    }
-
-
-def _ensemble_fields(result) -> dict[str, np.ndarray]:
-    return {
-        "A": result.mean("A"),
-        "B": result.mean("B"),
-        "V_A": result.variance("A"),
-        "V_B": result.variance("B"),
-        "V_AB": result.cross_covariance("A", "B"),
-        "L_A": result.length_scale("A")[:, 0],
-        "L_B": result.length_scale("B")[:, 0],
-    }
-
-
-def _write_netcdf(
-    path: Path,
-    saved: np.ndarray,
-    x: np.ndarray,
-    sources: dict[str, tuple[str, dict[str, np.ndarray]]],
-    attributes: dict,
-    dt: float,
-    seed: int,
-) -> Path:
-    from pkf import NetCDFWriter, VariableSpec
-
-    specs, data = [], {}
-    for prefix, (label, fields) in sources.items():
-        for key, (text, units) in QUANTITIES.items():
-            specs.append(VariableSpec(f"{prefix}_{key}", units, f"{label}: {text}", ("x",)))
-            data[f"{prefix}_{key}"] = fields[key]
-    with NetCDFWriter.create(
-        path,
-        specs,
-        {"x": x},
-        equations="; ".join(str(eq) for eq in chemistry_equations()),
-        dt=dt,
-        seed=seed,
-        attributes=attributes,
-        overwrite=True,
-    ) as writer:
-        writer.append_records(saved, data)
-    return path
-
-
-def run(
-    out: str | Path = "results/chemistry1d",
-    quick: bool = False,
-    dtype: str = "float64",
-    accuracy: int = 2,
-    quiet: bool = False,
-    seed: int = 0,
-    members: int | None = None,
-    **_: object,
-) -> dict:
-    """Run the case: PKF (both closures of :data:`CLOSURES`) against an ensemble.
-
-    Parameters
-    ----------
-    out : path
-        Output directory (created): ``chemistry1d.nc``, figures, ``summary.json``.
-    quick : bool
-        121 points and 400 members instead of 241 and 1600.
-    dtype : {"float64", "float32"}
-        Floating-point type of the generated models.
-    accuracy : int
-        Order of the centred finite-difference stencils.
-    quiet : bool
-        No progress bars or printed summary.
-    seed : int
-        Seed of the ensemble (a second, independent ensemble uses ``seed + 1``).
-    members : int, optional
-        Ensemble size (default 1600, quick 400).
-
-    Returns
-    -------
-    dict
-        The summary (also written to ``out/summary.json``): relative L2 error of every PKF
-        quantity against the ensemble at every saved time for the ``"zero"`` closure
-        (``relative_l2_error``) and the ``"gaussian"`` closure, the sampling noise (second
-        ensemble against the first), timings and file names.
-    """
-    from pkf import EnsembleForecast, EnsembleResult, sample_errors
+def run(settings: Settings, output: Output) -> dict:
+    """PKF (both closures of :data:`CLOSURES`) against two independent ensembles."""
+    from pkf import EnsembleForecast, sample_errors
 
     from .figures import plot_error_curves, plot_profiles
 
-    setting = SETTINGS["quick" if quick else "full"]
-    members = int(members or setting["members"])
-    shape, length = setting["shape"], 1.0
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    dx = length / shape
-    x = np.arange(shape) * dx
+    shape, length = settings.points, 1.0
+    x = np.arange(shape) * length / shape
     u = wind(shape, length)
-    dt = dx / np.abs(u).max() / 6
-    steps = int(np.ceil(setting["final_time"] / dt))
-    dt = setting["final_time"] / steps
-    times = np.arange(steps + 1) * dt
-    saved = times[np.unique(np.rint(np.linspace(0, steps, setting["saved"])).astype(int))]
+    steps = int(np.ceil(settings.final_time / (length / shape / np.abs(u).max() / 6)))
+    times = np.arange(steps + 1) * (settings.final_time / steps)
+    saved = times[np.unique(np.rint(np.linspace(0, steps, settings.saved)).astype(int))]
     variance_a = 1.0 - np.cos(2 * np.pi * x / length) / 2.0
     variance_b = np.full(shape, PARAMETERS["V_B"])
     mean_a = np.exp(-((x - length / 2) ** 2) / (2 * 0.1**2))
     mean_b = np.zeros(shape)
-    seconds: dict[str, float] = {}
-
-    pkf_runs, symbolic = {}, None
-    for closure in CLOSURES:
-        start = time.perf_counter()
-        species, pkf_model, symbolic_closure = build_models(shape, length, dtype, accuracy, closure)
-        symbolic = symbolic or symbolic_closure
-        state0 = {
-            "A": mean_a,
-            "B": mean_b,
-            "V_A": variance_a,
-            "V_B": variance_b,
-            "V_AB": np.zeros(shape),
-            "s_A_xx": np.full(shape, PARAMETERS["L_A"] ** 2),
-            "s_B_xx": np.full(shape, PARAMETERS["L_B"] ** 2),
-        }
-        forecast = pkf_model.forecast(times, state0, saved_times=saved)
-        pkf_runs[closure] = _pkf_fields(forecast, saved)
-        seconds[f"pkf_{closure}_build_and_forecast"] = time.perf_counter() - start
-
-    ensembles, results = [], []
-    engine = EnsembleForecast(species, members, progress=not quiet)
+    state0 = {
+        "A": mean_a,
+        "B": mean_b,
+        "V_A": variance_a,
+        "V_B": variance_b,
+        "V_AB": np.zeros(shape),
+        "s_A_xx": np.full(shape, PARAMETERS["L_A"] ** 2),
+        "s_B_xx": np.full(shape, PARAMETERS["L_B"] ** 2),
+    }
+    closures = (settings.closure, *(c for c in CLOSURES if c != settings.closure))
+    pkf, symbolic = {}, None
+    for closure in closures:
+        with output.step(f"pkf_{closure}_build_and_forecast"):
+            species, model, symbolic = build_models(
+                shape, length, settings.dtype, settings.accuracy, closure
+            )
+            pkf[closure] = _pkf_dataset(model.forecast(times, state0, saved_times=saved))
+    engine = EnsembleForecast(species, settings.members, progress=output.progress)
+    results = []
     for k in range(2):
-        start = time.perf_counter()
-        rng = np.random.default_rng(seed + k)
-        initial = {
-            "A": mean_a
-            + sample_errors(shape, length, members, PARAMETERS["L_A"], variance_a, seed=rng),
-            "B": mean_b
-            + sample_errors(shape, length, members, PARAMETERS["L_B"], variance_b, seed=rng),
-        }
-        results.append(engine.run(times, initial, saved_times=saved))
-        ensembles.append(_ensemble_fields(results[-1]))
-        seconds[f"ensemble_{k + 1}_incl_compile"] = time.perf_counter() - start
-    pooled = EnsembleResult(saved, results[0].accumulator.merge(results[1].accumulator))
-    ensembles.append(_ensemble_fields(pooled))
-
-    errors = {closure: errors_by_time(fields, ensembles[0]) for closure, fields in pkf_runs.items()}
-    pooled_errors = errors_by_time(pkf_runs["zero"], ensembles[2])
-    noise = errors_by_time(ensembles[1], ensembles[0])
+        with output.step(f"ensemble_{k + 1}_incl_compile"):
+            rng = np.random.default_rng(settings.seed + k)
+            members = settings.members
+            initial = {
+                "A": mean_a
+                + sample_errors(shape, length, members, PARAMETERS["L_A"], variance_a, seed=rng),
+                "B": mean_b
+                + sample_errors(shape, length, members, PARAMETERS["L_B"], variance_b, seed=rng),
+            }
+            results.append(engine.run(times, initial, saved_times=saved))
+    ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]
+    errors = {c: errors_by_time(pkf[c], ensembles[0], COMPARED) for c in closures}
+    pooled_errors = errors_by_time(pkf[settings.closure], ensembles[2], COMPARED)
+    noise = errors_by_time(ensembles[1], ensembles[0], COMPARED)
     noise["V_AB"][0] = None  # t = 0: both ensembles are sampling noise around V_AB = 0
 
-    start = time.perf_counter()
-    final = len(saved) - 1
-    ens_label = f"ensemble ({members})"
-    panels = {}
-    for key in ("V_A", "V_B", "V_AB", "L_A", "L_B"):
-        panels[f"{key}, t = {saved[final]:.3g}"] = {
-            "PKF (zero closure)": pkf_runs["zero"][key][final],
-            "PKF (gaussian closure)": pkf_runs["gaussian"][key][final],
-            ens_label: ensembles[0][key][final],
-            "initial (PKF)": pkf_runs["zero"][key][0],
-        }
-    panels["wind u(x)"] = {"u": u}
-    figures = plot_profiles(
-        x / length,
-        panels,
-        out / "chemistry1d_statistics",
-        styles={
-            "PKF (zero closure)": "C0-",
-            "PKF (gaussian closure)": "C1--",
-            ens_label: "k.",
-            "initial (PKF)": "C7:",
-            "u": "C2-",
-        },
-        suptitle="Two-species transport with linear reaction: multivariate PKF vs ensemble",
+    sources = {f"pkf_{c}": pkf[c] for c in closures}
+    sources.update(ensemble_1=ensembles[0], ensemble_2=ensembles[1], ensembles_pooled=ensembles[2])
+    stacked = stack_sources(sources, COMPARED)
+    stacked.attrs.update(
+        title="pkfnet chemistry1d case: multivariate PKF vs ensemble, two reacting species",
+        members=settings.members,
+        seed=settings.seed,
+        second_ensemble_seed=settings.seed + 1,
+        closure=settings.closure,
     )
+    output.write_dataset(stacked, "chemistry1d.nc")
 
-    def as_array(values: list[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values])
+    with output.step("figures"):
+        label = f"ensemble ({settings.members})"
+        final = {"time": saved[-1]}
+        panels = {}
+        for key in ("V_A", "V_B", "V_AB", "L_A_x", "L_B_x"):
+            lines = {f"PKF ({c} closure)": pkf[c][key].sel(final).values for c in closures}
+            lines[label] = ensembles[0][key].sel(final).values
+            lines["initial (PKF)"] = pkf[settings.closure][key].isel(time=0).values
+            panels[f"{key}, t = {saved[-1]:.3g}"] = lines
+        panels["wind u(x)"] = {"u": u}
+        styles = {f"PKF ({closures[0]} closure)": "C0-", f"PKF ({closures[1]} closure)": "C1--"}
+        styles.update({label: "k.", "initial (PKF)": "C7:", "u": "C2-"})
+        output.write_figure(
+            plot_profiles(
+                x / length,
+                panels,
+                styles=styles,
+                suptitle="Two-species transport with linear reaction: multivariate PKF vs ensemble",
+            ),
+            "chemistry1d_statistics",
+        )
+        keys = ("V_A", "V_B", "V_AB", "L_A_x", "L_B_x")
+        output.write_figure(
+            plot_error_curves(
+                saved,
+                {k: errors[settings.closure][k] for k in keys},
+                reference={k: noise[k] for k in keys},
+                title=f"PKF ({settings.closure} closure) vs ensemble (solid); ensemble 2 vs 1 "
+                f"(dashed)\n{settings.members} members",
+            ),
+            "chemistry1d_errors",
+        )
 
-    keys = ("V_A", "V_B", "V_AB", "L_A", "L_B")
-    figures += plot_error_curves(
-        saved,
-        {key: as_array(errors["zero"][key]) for key in keys},
-        out / "chemistry1d_errors",
-        reference={key: as_array(noise[key]) for key in keys},
-        title=f"PKF (zero closure) vs ensemble (solid); ensemble 2 vs 1 (dashed)\n"
-        f"{members} members",
+    def last(values: dict) -> dict:
+        return {key: row[-1] for key, row in values.items()}
+
+    output.say(
+        f"chemistry1d: {shape} points, {settings.members} members, {steps} RK4 steps; at t = "
+        f"{saved[-1]:.3g}\n"
+        + "".join(
+            f"  PKF ({c} closure) vs ensemble: {_percent(last(errors[c]))}\n" for c in closures
+        )
+        + f"  ensemble 2 vs 1: {_percent(last(noise))}\n"
+        f"  PKF vs both ensembles pooled: {_percent(last(pooled_errors))}"
     )
-    seconds["figures"] = time.perf_counter() - start
-
-    sources = {
-        "pkf": ("PKF, zero cross closure", pkf_runs["zero"]),
-        "pkf_gaussian": ("PKF, gaussian cross closure", pkf_runs["gaussian"]),
-        "ens1": ("ensemble 1 (reference)", ensembles[0]),
-        "ens2": ("ensemble 2 (independent)", ensembles[1]),
-        "ens_pooled": ("ensembles 1 and 2 pooled", ensembles[2]),
-    }
-    attributes = {
-        "title": "pkfnet chemistry1d case: multivariate PKF vs ensemble, two reacting species",
-        "members": members,
-        "parameters": json.dumps(PARAMETERS),
-        "stencil_accuracy": accuracy,
-        "ensemble_metric_stencil": "second-order centred periodic difference",
-        "second_ensemble_seed": seed + 1,
-    }
-    netcdf = _write_netcdf(out / "chemistry1d.nc", saved, x, sources, attributes, dt, seed)
-
-    summary = {
-        "case": "chemistry1d",
-        "setting": "quick" if quick else "full",
-        "grid": shape,
-        "members": members,
-        "dt": dt,
+    return {
+        "dt": float(times[1]),
         "steps": steps,
         "saved_times": saved.tolist(),
-        "dtype": dtype,
-        "accuracy": accuracy,
-        "seed": seed,
         "parameters": PARAMETERS,
-        "closure": "zero",
         "unclosed_terms": [str(term) for term in symbolic.unclosed_terms],
-        "relative_l2_error": errors["zero"],
-        "relative_l2_error_gaussian_closure": errors["gaussian"],
+        "relative_l2_error": errors[settings.closure],
+        **{f"relative_l2_error_{c}_closure": errors[c] for c in closures if c != settings.closure},
         "ensemble_sampling_noise": noise,
         "relative_l2_error_vs_pooled_ensembles": pooled_errors,
-        "final_relative_l2_error": {key: row[-1] for key, row in errors["zero"].items()},
-        "final_relative_l2_error_gaussian_closure": {
-            key: row[-1] for key, row in errors["gaussian"].items()
+        "final_relative_l2_error": last(errors[settings.closure]),
+        **{
+            f"final_relative_l2_error_{c}_closure": last(errors[c])
+            for c in closures
+            if c != settings.closure
         },
-        "final_ensemble_sampling_noise": {key: row[-1] for key, row in noise.items()},
-        "final_relative_l2_error_vs_pooled_ensembles": {
-            key: row[-1] for key, row in pooled_errors.items()
-        },
-        "seconds": seconds,
-        "files": [str(p) for p in (*figures, netcdf)],
+        "final_ensemble_sampling_noise": last(noise),
+        "final_relative_l2_error_vs_pooled_ensembles": last(pooled_errors),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if not quiet:
 
-        def line(values: dict) -> str:
-            return ", ".join(f"{key} {100 * value:.1f} %" for key, value in values.items())
 
-        print(f"chemistry1d: {shape} points, {members} members, {steps} RK4 steps")
-        print(
-            f"PKF (zero closure) vs ensemble, t = {saved[-1]:.3g}: "
-            f"{line(summary['final_relative_l2_error'])}"
-        )
-        print(
-            f"PKF (gaussian closure) vs ensemble: "
-            f"{line(summary['final_relative_l2_error_gaussian_closure'])}"
-        )
-        print(f"ensemble 2 vs ensemble 1: {line(summary['final_ensemble_sampling_noise'])}")
-        print(
-            f"PKF (zero closure) vs both ensembles pooled ({2 * members} members): "
-            f"{line(summary['final_relative_l2_error_vs_pooled_ensembles'])}"
-        )
-        print(f"wrote {out / 'summary.json'}, {netcdf}, {len(figures)} figure files")
-    return summary
+def _percent(values: dict) -> str:
+    return ", ".join(f"{k} {100 * v:.1f} %" for k, v in values.items() if v is not None)

@@ -1,14 +1,25 @@
 """The ``pkfnet`` command line: run case studies, list them, generate model modules, derive
-PKF dynamics."""
+PKF dynamics.
+
+``generate`` and ``derive`` take equations as text (parsed by :mod:`cases.parsing`, never
+executed, within its size limits) or from a trusted Python file given with ``--file`` (executed).
+Exit statuses: see :func:`main`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import runpy
+import select
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
+
+from generator.conventions import package_version
 
 from . import CASES, load_case
 
@@ -19,39 +30,57 @@ class UserError(Exception):
     """A mistake in the command line or its inputs: reported in one line, exit status 2."""
 
 
+class OutputError(Exception):
+    """Standard output cannot be written (closed, full device, ...): one line, exit status 1."""
+
+
+#: Exit status after a broken pipe: 128 + SIGPIPE, what shells report for a program killed by
+#: SIGPIPE (``yes | head``), so that pipelines treat pkfnet like any other Unix tool.
+EXIT_BROKEN_PIPE = 141
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pkfnet",
         description="Physics-informed uncertainty prediction: PKF dynamics, generated Keras "
         "models and ensembles.",
     )
+    parser.add_argument("--version", action="version", version=f"pkfnet {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a case study (see 'pkfnet list')")
-    run.add_argument("case", help="case name")
-    run.add_argument("--out", help="output directory (default results/CASE)")
-    run.add_argument("--quick", action="store_true", help="small, fast setting")
-    run.add_argument("--paper", action="store_true", help="the published full scale (slow)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    run.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    run.add_argument("--accuracy", type=int, default=2, help="stencil accuracy order (2, 4, 6)")
-    run.add_argument("--members", type=int, help="ensemble size, for cases with an ensemble")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run = sub.add_parser(
+        "run",
+        help="run a case study (see 'pkfnet list'; 'pkfnet run CASE --help' for its flags)",
+        add_help=False,
+    )
+    run.add_argument("case", nargs="?", help="case name")
+    run.add_argument("options", nargs=argparse.REMAINDER, help="the case's flags")
 
     sub.add_parser("list", help="list the case studies")
 
-    generate = sub.add_parser("generate", help="write the generated model module of a system")
-    generate.add_argument("file", help="Python file defining `equations` (a sympy Eq or a list)")
+    generate = sub.add_parser(
+        "generate",
+        help="write the generated model module of a system",
+        description="Write the Keras model module generated from a system of equations.",
+        epilog=_GENERATE_EPILOG,
+        formatter_class=_LimitsHelpFormatter,
+    )
+    _add_equation_source(generate)
     generate.add_argument("--class-name", default="NNModel", help="generated class name")
-    generate.add_argument("--accuracy", type=int, default=2)
+    generate.add_argument(
+        "--accuracy", type=int, default=2, help="stencil accuracy order (2, 4, 6, ...; default 2)"
+    )
     generate.add_argument("-o", "--output", required=True, help="module file to write")
 
-    derive = sub.add_parser("derive", help="print the PKF dynamics of a system")
-    derive.add_argument(
-        "equations",
-        help='equation text, e.g. "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x))" '
-        "(several separated by ';'), or a Python file defining `equations`",
+    derive = sub.add_parser(
+        "derive",
+        help="print the PKF dynamics of a system",
+        description="Print the parametric Kalman filter dynamics of a system of equations and "
+        "its unclosed terms.",
+        epilog=_DERIVE_EPILOG,
+        formatter_class=_LimitsHelpFormatter,
     )
+    _add_equation_source(derive)
     derive.add_argument(
         "--form",
         choices=("metric", "aspect", "diffusion"),
@@ -63,133 +92,372 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_case(args: argparse.Namespace) -> int:
+    """``pkfnet run CASE [flags]``: the case's flags come from its ``Settings`` dataclass."""
+    from .study import (
+        Output,
+        case_parser,
+        prepare_output_directory,
+        run_case,
+        settings_from_arguments,
+    )
+
+    if args.case in (None, "-h", "--help"):
+        print("usage: pkfnet run CASE [--quick | --paper] [--out DIR] [--quiet] [settings]\n")
+        _list_cases()
+        print("\n'pkfnet run CASE --help' lists the settings of a case.")
+        return 0
     if args.case not in CASES:
         raise UserError(f"unknown case '{args.case}'; available: {', '.join(CASES)}")
-    if args.accuracy < 2 or args.accuracy % 2:
-        raise UserError(f"--accuracy must be an even integer >= 2, got {args.accuracy}")
-    if args.members is not None and args.members < 2:
-        raise UserError(f"--members must be at least 2, got {args.members}")
-    out = Path(args.out or Path("results") / args.case)
-    _check_writable(out)
-    if args.quick and args.paper:
-        raise UserError("--quick and --paper are mutually exclusive")
-    options = {
-        "quick": args.quick,
-        "paper": args.paper,
-        "seed": args.seed,
-        "dtype": args.dtype,
-        "accuracy": args.accuracy,
-        "quiet": args.quiet,
-    }
-    if args.members is not None:
-        options["members"] = args.members
-    load_case(args.case).run(out, **options)
+    case = load_case(args.case)
+    try:  # argparse reports a bad or unknown flag itself (usage + one error line)
+        arguments = case_parser(args.case, case).parse_args(args.options)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+    try:
+        settings = settings_from_arguments(case, arguments)
+        out = getattr(arguments, "out", None) or Path("results") / args.case
+        out = prepare_output_directory(out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    run_case(args.case, case, settings, Output(out, quiet=getattr(arguments, "quiet", False)))
     return 0
 
 
-def _check_writable(out: Path) -> None:
+def _list_cases() -> None:
+    width = max(len(n) for n in CASES)
+    for name in CASES:
+        print(f"{name:<{width}}  {load_case(name).DESCRIPTION}")
+
+
+_SOURCES_HELP = """\
+The equations come either as text (the positional argument; parsed with a whitelist,
+never executed) or from a trusted Python file given with --file FILE, which is run as
+Python code (only use files you would run yourself) and must define `equations` (a sympy
+Eq or a list of them).
+
+exit status: 0 success, 1 output error (closed standard output, full device), 2 error in
+the command line or the equations, 130 interrupted, 141 reader of the output went away
+(broken pipe; the remaining output is discarded, as for a program killed by SIGPIPE)."""
+
+#: Stand for the limits in the generate and derive help, filled in only when the help is shown
+#: (the limits live in cases.parsing, which imports sympy: ``pkfnet --help`` stays fast).
+_GENERATE_EPILOG = "<generate limits>"
+_DERIVE_EPILOG = "<derive limits>"
+
+
+class _LimitsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help formatter that fills in the limits of cases.parsing."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _GENERATE_EPILOG:
+            text = f"{_text_limits()}\n\n{_SOURCES_HELP}"
+        elif text == _DERIVE_EPILOG:
+            text = _derive_epilog()
+        super().add_text(text)
+
+
+def _text_limits() -> str:
+    from . import parsing
+
+    return f"""\
+limits on equation text (a --file is trusted and not limited):
+  at most {parsing.MAX_LENGTH} characters, {parsing.MAX_EQUATIONS} equations, nesting depth \
+{parsing.MAX_NESTING}, exponents up to {parsing.MAX_EXPONENT}
+  derivative order at most {parsing.MAX_DERIVATIVE_ORDER}, counting derivatives inside \
+derivatives
+  at most {parsing.MAX_TERMS} terms per equation once derivatives are evaluated and products
+    expanded"""
+
+
+def _derive_epilog() -> str:
+    from . import parsing
+
+    def orders(form: str) -> str:
+        limits = parsing.MAX_TERM_ORDER[form]
+        return ", ".join(f"{n}D {one}/{several}" for n, (one, several) in enumerate(limits, 1))
+
+    def sizes(form: str) -> str:
+        return ", ".join(f"{n}D {k}" for n, k in enumerate(parsing.MAX_DERIVED_SIZE[form], 1))
+
+    return f"""\
+examples:
+  pkfnet derive "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x))"
+  pkfnet derive "Eq(Derivative(c(t,x,y),t), -U(x,y)*Derivative(c(t,x,y),x))" --form aspect
+  pkfnet derive --file burgers.py --latex
+
+Several equations are separated by ';'. The fields are taken in sorted order of their names,
+so the output does not depend on the order of the equations.
+
+{_text_limits()}
+  PKF fields (equations): at most {parsing.MAX_FIELDS}; spatial coordinates: 1 to \
+{parsing.MAX_DIMENSION}
+  field factors per term (fields and their derivatives, powers counted): at most \
+{parsing.MAX_FACTORS};
+    a function of fields (exp(u), 1/u, sqrt(u), ...) counts as the square of its argument
+  derivative order of a term (summed over its field factors), one field / several fields:
+    metric: {orders("metric")}
+    aspect: {orders("aspect")}
+    diffusion: {orders("diffusion")}
+  size of the derived dynamics in the metric form (nodes of the expression trees: every
+  symbol, number, function, derivative and operation counts 1), by the form printed:
+    metric: {sizes("metric")}
+    aspect: {sizes("aspect")}
+    diffusion: {sizes("diffusion")}
+  output: at most {parsing.MAX_OUTPUT} characters
+
+{_SOURCES_HELP}"""
+
+
+def _add_equation_source(parser: argparse.ArgumentParser) -> None:
+    """The equations: text as the positional argument, or ``--file FILE`` (trusted code)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "equations",
+        nargs="?",
+        help='equation text, e.g. "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x))" '
+        "(several separated by ';'); never executed, whatever it looks like",
+    )
+    source.add_argument(
+        "--file",
+        metavar="FILE",
+        help="trusted Python file defining `equations`; EXECUTES the file's code",
+    )
+
+
+def _load_equations(args: argparse.Namespace) -> object:
+    """Equations from the trusted ``--file`` (run as code) or from untrusted equation text."""
+    if args.file is not None:
+        return _equations_from_file(Path(args.file))
+    from .parsing import LimitError, parse_equations
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output directory {out}: {err.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"output directory {out} is not writable")
+        return parse_equations(_argument_text(args.equations))
+    except LimitError as err:
+        raise UserError(f"equation text too large: {err}{_NO_LIMITS}") from None
+    except ValueError as err:
+        raise UserError(f"bad equation string: {err}") from None
+
+
+def _argument_text(text: str) -> str:
+    """A command-line argument as typed: bytes the locale could not decode (e.g. a UTF-8
+    name under ``LANG=C``, which Python keeps as surrogate escapes) are decoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return os.fsencode(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                "the equation text is neither in the terminal's encoding nor in UTF-8; "
+                "write it in UTF-8"
+            ) from None
+    return text
+
+
+def _equations_from_file(path: Path) -> object:
+    if not path.is_file():
+        raise UserError(f"--file {path}: no such file")
+    try:
+        namespace = runpy.run_path(str(path))
+    except SyntaxError as err:
+        raise UserError(f"--file {path}: line {err.lineno}: invalid syntax: {err.msg}") from None
+    except Exception as err:  # the file is the user's own code: report it in one line
+        message = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"--file {path}: running it raised {type(err).__name__}: {message}; fix the file"
+        ) from None
+    if "equations" not in namespace:
+        raise UserError(
+            f"--file {path} does not define `equations`; assign a sympy Eq or a list of them"
+        )
+    return namespace["equations"]
 
 
 def _generate(args: argparse.Namespace) -> int:
     from generator import NNModelBuilder
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    namespace = runpy.run_path(str(path))
-    if "equations" not in namespace:
-        raise UserError(f"{path} does not define `equations`")
+    if args.accuracy < 2 or args.accuracy % 2:
+        raise UserError(f"--accuracy must be an even integer >= 2, got {args.accuracy}")
+    equations = _load_equations(args)
     try:
-        builder = NNModelBuilder(namespace["equations"], args.class_name, args.accuracy)
+        builder = NNModelBuilder(equations, args.class_name, args.accuracy)
         target = builder.write_module(args.output)
     except ValueError as err:
         raise UserError(str(err)) from None
     except OSError as err:
         raise UserError(f"cannot write {args.output}: {err.strerror}") from None
-    print(f"wrote {target}")
+    _write(f"wrote {target}\n")
     return 0
-
-
-def _derive_equations(source: str) -> list:
-    """Equations from a Python file (trusted, run as code) or from untrusted equation text."""
-    from .parsing import parse_equations
-
-    if source.endswith(".py"):
-        path = Path(source)
-        if not path.is_file():
-            raise UserError(f"no such file: {path}")
-        namespace = runpy.run_path(str(path))
-        if "equations" not in namespace:
-            raise UserError(f"{path} does not define `equations`")
-        return namespace["equations"]
-    try:
-        return parse_equations(source)
-    except ValueError as err:
-        raise UserError(f"bad equation string: {err}") from None
 
 
 def _derive(args: argparse.Namespace) -> int:
-    import sympy
-
     from pkf import SymbolicPKF
 
-    equations = _derive_equations(args.equations)
+    from .parsing import (
+        LimitError,
+        check_derivation_limits,
+        check_derived_size,
+        check_output_size,
+    )
+
+    render = _renderer(args.latex)  # fails early when standard output is closed
+    equations = _load_equations(args)
     try:
-        pkf = SymbolicPKF(equations)
+        pkf = SymbolicPKF(equations)  # validates the system; derives nothing yet
+        if args.file is None:  # equation text: parse_equations gave a list
+            check_derivation_limits(cast(list, equations), args.form)
+            check_derived_size(pkf, args.form)
         system = getattr(pkf, f"in_{args.form}")
         unclosed = pkf.unclosed_terms
+    except LimitError as err:
+        raise UserError(f"cannot derive the PKF dynamics: {err}{_NO_LIMITS}") from None
     except ValueError as err:
         raise UserError(f"cannot derive the PKF dynamics: {err}") from None
-    if args.latex:
-        render = sympy.latex
-    else:
-        unicode = (sys.stdout.encoding or "").lower().replace("-", "") == "utf8"
-        columns = shutil.get_terminal_size((100, 24)).columns
-
-        def render(expr) -> str:
-            return sympy.pretty(expr, use_unicode=unicode, num_columns=columns)
-
-    print(f"PKF dynamics ({args.form} form), {len(system)} equations:\n")
-    for equation in system:
-        print(render(equation), end="\n\n")
+    blocks = [f"PKF dynamics ({args.form} form), {len(system)} equations:\n\n"]
+    blocks += [render(equation) + "\n\n" for equation in system]
     if unclosed:
-        print(f"Unclosed terms ({len(unclosed)}):\n")
-        for term in unclosed:
-            print(render(term), end="\n\n")
+        blocks.append(f"Unclosed terms ({len(unclosed)}):\n\n")
+        blocks += [render(term) + "\n\n" for term in unclosed]
     else:
-        print("Unclosed terms: none (the PKF system is closed)")
+        blocks.append("Unclosed terms: none (the PKF system is closed)\n")
+    text = "".join(blocks)
+    if args.file is None:
+        try:
+            check_output_size(text)
+        except LimitError as err:
+            raise UserError(f"cannot print the PKF dynamics: {err}{_NO_LIMITS}") from None
+    _write(text)
     return 0
 
 
+#: Appended to the messages of the limits on equation text.
+_NO_LIMITS = " (a trusted --file has no limits)"
+
+
+def _renderer(latex: bool) -> Callable[[object], str]:
+    """sympy -> text for standard output: LaTeX, or pretty text in Unicode where the output
+    encoding has the box-drawing characters, ASCII art otherwise (characters the encoding
+    still lacks, e.g. a Greek field name on an ASCII terminal, are escaped by :func:`_write`)."""
+    import sympy
+
+    if latex:
+        return sympy.latex
+    unicode = _encodable("\u2202\u239b\u2500\u22c5", _output_encoding())
+    columns = shutil.get_terminal_size((100, 24)).columns
+
+    def render(expr: object) -> str:
+        return sympy.pretty(expr, use_unicode=unicode, num_columns=columns)
+
+    return render
+
+
+def _output_encoding() -> str:
+    if sys.stdout is None:
+        raise OutputError("standard output is closed")
+    return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
+def _encodable(sample: str, encoding: str) -> bool:
+    try:
+        sample.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _write(text: str) -> None:
+    """Write ``text`` to standard output, characters its encoding lacks as backslash escapes;
+    write errors other than a broken pipe become :class:`OutputError`."""
+    stream = sys.stdout
+    if stream is None:
+        raise OutputError("standard output is closed")
+    encoding, errors = _output_encoding(), getattr(stream, "errors", None) or "strict"
+    if errors in ("strict", "surrogateescape"):  # what the encoding lacks: backslash escapes
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    try:
+        raw = getattr(stream, "buffer", None)
+        if isinstance(raw, io.RawIOBase):
+            # Unbuffered output (python -u, PYTHONUNBUFFERED): the text layer would silently
+            # drop what a short write leaves, so write the bytes until all are taken.
+            stream.flush()
+            data = memoryview(text.encode(encoding, errors))
+            while data:
+                written = raw.write(data)
+                if written is None:  # non-blocking output, full for now
+                    select.select([], [raw], [])
+                    continue
+                data = data[written:]
+        else:
+            stream.write(text)
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as err:  # ValueError: writing to a closed file object
+        raise OutputError(_describe(err)) from None
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as err:
+        raise OutputError(_describe(err)) from None
+
+
+def _describe(err: Exception) -> str:
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device so that the interpreter's final flush of what
+    is still buffered cannot fail again (the Python docs' "Note on SIGPIPE")."""
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        sys.stdout = None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pkfnet`` console command."""
+    """Entry point of the ``pkfnet`` console command.
+
+    Returns the exit status: 0 success, 1 output error (standard output closed, device full),
+    2 error in the command line or its inputs (one line on standard error), 130 interrupted,
+    :data:`EXIT_BROKEN_PIPE` (141) when the reader of the output went away (``pkfnet derive
+    ... | head``): like any Unix tool, nothing more is written and no message is printed.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO logs quiet
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            width = max(len(n) for n in CASES)
-            for name, (_, description) in CASES.items():
-                print(f"{name:<{width}}  {description}")
-            return 0
-        if args.command == "run":
-            return _run_case(args)
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "derive":
-            return _derive(args)
+            _list_cases()
+            status = 0
+        elif args.command == "run":
+            status = _run_case(args)
+        elif args.command == "generate":
+            status = _generate(args)
+        else:
+            status = _derive(args)
+        _flush_stdout()  # write errors surface here, not in the interpreter's exit
     except UserError as err:
         print(f"pkfnet: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pkfnet: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except OutputError as err:
+        _discard_stdout()
+        print(f"pkfnet: error: cannot write the output: {err}", file=sys.stderr)
+        return 1
+    return status
 
 
 if __name__ == "__main__":

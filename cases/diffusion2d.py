@@ -3,27 +3,58 @@
 ∂t u = ∇·(κ∇u) on the periodic unit square, κ(x, y) the rotation by
 θ = (π/3) cos(kx x + ky y), (kx, ky) = 2π(2, 3), of diag(lx², ly²)/τ with lx = 10 dx,
 ly = 5 dy, τ = 1; RK4 with dt = τ min(dx²/lx², dy²/ly²)/6 from a Dirac at the centre.
-The generated network is compared with a plain numpy finite-difference code.
+The generated network is compared with a plain numpy finite-difference code of the same
+scheme: the expanded operator with centred stencils of the same accuracy order.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import sympy as sp
 
+from .study import Output
+
 __all__ = [
+    "DESCRIPTION",
+    "Settings",
+    "build_model",
     "diffusion_equation",
     "diffusion_tensor",
-    "time_step",
     "dirac",
     "numpy_forecast",
-    "build_model",
     "run",
+    "time_step",
 ]
+
+DESCRIPTION = "heterogeneous 2D diffusion of a Dirac (paper Fig. 4): generated network vs numpy"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Grid, final time and numerics; the default is the paper's run."""
+
+    points: int = field(default=100, metadata={"help": "grid points per axis"})
+    final_time: float = field(default=1.0, metadata={"help": "final time (units of tau)"})
+    dtype: Literal["float64", "float32"] = field(
+        default="float64", metadata={"help": "floating-point type of the network"}
+    )
+    accuracy: Literal[2, 4, 6] = field(
+        default=2, metadata={"help": "order of the centred stencils (network and numpy)"}
+    )
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """Integrate to t = 0.25 only."""
+        return cls(final_time=0.25)
+
+    def validate(self) -> None:
+        if self.points < 16:
+            raise ValueError(f"--points: expected at least 16, got {self.points}")
+        if not self.final_time > 0:
+            raise ValueError(f"--final-time: expected a positive time, got {self.final_time}")
 
 
 def diffusion_equation() -> sp.Eq:
@@ -60,7 +91,7 @@ def diffusion_tensor(
     }
 
 
-def time_step(shape=(100, 100), lengths=(1.0, 1.0), cells=(10.0, 5.0), tau: float = 1.0) -> float:
+def time_step(cells: tuple[float, float] = (10.0, 5.0), tau: float = 1.0) -> float:
     """dt = τ min(dx²/lx², dy²/ly²)/6 (time units)."""
     return tau * min(1 / cells[0] ** 2, 1 / cells[1] ** 2) / 6
 
@@ -72,32 +103,49 @@ def dirac(shape: tuple[int, int] = (100, 100)) -> np.ndarray:
     return u
 
 
-def numpy_forecast(u0: np.ndarray, kappa: dict, dx: tuple[float, float], dt: float, steps: int):
-    """Plain numpy RK4 of the expanded second-order centred scheme (the reference panel)."""
+#: Centred first- and second-derivative weights at offsets -r..r (standard tables), per order.
+_FIRST = {2: [-1 / 2, 0, 1 / 2], 4: [1 / 12, -2 / 3, 0, 2 / 3, -1 / 12]}
+_FIRST[6] = [-1 / 60, 3 / 20, -3 / 4, 0, 3 / 4, -3 / 20, 1 / 60]
+_SECOND = {2: [1, -2, 1], 4: [-1 / 12, 4 / 3, -5 / 2, 4 / 3, -1 / 12]}
+_SECOND[6] = [1 / 90, -3 / 20, 3 / 2, -49 / 18, 3 / 2, -3 / 20, 1 / 90]
 
-    def d1(f, axis, h):
-        return (np.roll(f, -1, axis) - np.roll(f, 1, axis)) / (2 * h)
 
-    def d2(f, axis, h):
-        return (np.roll(f, -1, axis) - 2 * f + np.roll(f, 1, axis)) / h**2
+def numpy_forecast(
+    u0: np.ndarray,
+    kappa: dict[str, np.ndarray],
+    dx: tuple[float, float],
+    dt: float,
+    steps: int,
+    accuracy: int = 2,
+) -> np.ndarray:
+    """Plain numpy RK4 of the expanded operator with centred stencils of order ``accuracy``.
+
+    ``(κ11_x + κ12_y) u_x + (κ12_x + κ22_y) u_y + κ11 u_xx + κ22 u_yy + 2 κ12 u_xy``, every
+    derivative (of u and of κ) a centred stencil of the given accuracy, ``u_xy`` the product
+    of the two first-derivative stencils: the scheme the generator derives from the
+    unexpanded equation.
+    """
+
+    def stencil(weights, f, axis, h, order):
+        r = len(weights) // 2
+        return sum(w * np.roll(f, r - k, axis) for k, w in enumerate(weights)) / h**order
+
+    def d1(f, axis):
+        return stencil(_FIRST[accuracy], f, axis, dx[axis], 1)
+
+    def d2(f, axis):
+        return stencil(_SECOND[accuracy], f, axis, dx[axis], 2)
 
     k11, k12, k22 = kappa["kappa_11"], kappa["kappa_12"], kappa["kappa_22"]
-    k11_x, k12_x, k12_y, k22_y = (
-        d1(k11, 0, dx[0]),
-        d1(k12, 0, dx[0]),
-        d1(k12, 1, dx[1]),
-        d1(k22, 1, dx[1]),
-    )
+    drift_x, drift_y = d1(k11, 0) + d1(k12, 1), d1(k12, 0) + d1(k22, 1)
 
     def trend(u):
-        ux, uy = d1(u, 0, dx[0]), d1(u, 1, dx[1])
-        uxy = d1(ux, 1, dx[1])
         return (
-            (k11_x + k12_y) * ux
-            + (k12_x + k22_y) * uy
-            + k11 * d2(u, 0, dx[0])
-            + k22 * d2(u, 1, dx[1])
-            + 2 * k12 * uxy
+            drift_x * d1(u, 0)
+            + drift_y * d1(u, 1)
+            + k11 * d2(u, 0)
+            + k22 * d2(u, 1)
+            + 2 * k12 * d1(d1(u, 0), 1)
         )
 
     u = np.array(u0, dtype=float)
@@ -110,107 +158,77 @@ def numpy_forecast(u0: np.ndarray, kappa: dict, dx: tuple[float, float], dt: flo
     return u
 
 
-def build_model(shape=(100, 100), lengths=(1.0, 1.0), dtype="float64", accuracy=2, **kwargs):
+def build_model(shape=(100, 100), lengths=(1.0, 1.0), dtype="float64", accuracy=2):
     """Generate the network class from :func:`diffusion_equation` and instantiate it."""
     from generator import NNModelBuilder
 
     cls = NNModelBuilder(
         diffusion_equation(), class_name="NNDiffusion2D", accuracy=accuracy
     ).build()
-    return cls(
-        shape=shape, lengths=lengths, dtype=dtype, **diffusion_tensor(shape, lengths), **kwargs
-    )
+    return cls(shape=shape, lengths=lengths, dtype=dtype, **diffusion_tensor(shape, lengths))
 
 
-def run(
-    out: str | Path = "results/diffusion2d",
-    quick: bool = False,
-    dtype: str = "float64",
-    accuracy: int = 2,
-    quiet: bool = False,
-    **_: object,
-) -> dict:
-    """Run the case: forecast to t = 1 (t = 0.25 with ``quick``), write figure, netCDF, JSON.
+def run(settings: Settings, output: Output) -> dict:
+    """Forecast with the network and with numpy; figure, netCDF and their distance."""
+    from generator.results import model_dataset
 
-    Returns the summary dictionary (also written to ``out/summary.json``).
-    """
     from .figures import plot_fields
-    from .output import write_grid_netcdf
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shape, lengths = (100, 100), (1.0, 1.0)
+    shape, lengths = (settings.points,) * 2, (1.0, 1.0)
     dx = tuple(L / n for L, n in zip(lengths, shape, strict=True))
-    dt = time_step(shape, lengths)
-    t_end = 0.25 if quick else 1.0
-    steps = int(round(t_end / dt))
-    u0 = dirac(shape)
-
-    start = time.perf_counter()
-    model = build_model(shape, lengths, dtype=dtype, accuracy=accuracy)
-    build_seconds = time.perf_counter() - start
+    dt = time_step()
+    steps = int(round(settings.final_time / dt))
     times = np.arange(steps + 1) * dt
-    start = time.perf_counter()
-    network = model.forecast(times, {"u": u0}, saved_times=[times[-1]])[float(times[-1])]["u"]
-    network_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    reference = numpy_forecast(u0, diffusion_tensor(shape, lengths), dx, dt, steps)
-    numpy_seconds = time.perf_counter() - start
-
+    u0 = dirac(shape)
+    with output.step("build"):
+        model = build_model(shape, lengths, settings.dtype, settings.accuracy)
+    with output.step("network_forecast_incl_compile"):
+        network = model.state_at(model.forecast(times, {"u": u0}, saved_times=times[-1]))["u"]
+    with output.step("numpy_forecast"):
+        kappa = diffusion_tensor(shape, lengths)
+        reference = numpy_forecast(u0, kappa, dx, dt, steps, settings.accuracy)
     distance = float(np.sqrt(np.sum((network - reference) ** 2)))
     relative = distance / float(np.sqrt(np.sum(reference**2)))
-    panels = {
-        "(a) initial Dirac": u0,
-        "(b) finite-difference reference": reference,
-        "(c) generated network": network,
-    }
-    figure = plot_fields(
-        panels,
-        lengths,
-        out / "fig4_diffusion2d",
-        suptitle=f"2D heterogeneous diffusion, t = {times[-1]:.3g}",
+    compared = (
+        f"generated network ({settings.dtype}) vs numpy (float64), same scheme: RK4, centred "
+        f"stencils of order {settings.accuracy}"
     )
-    netcdf = write_grid_netcdf(
-        out / "diffusion2d.nc",
+    dataset = model_dataset(
+        model,
         {"u_initial": u0, "u_reference": reference, "u_network": network},
-        coordinates={"x": np.arange(shape[0]) * dx[0], "y": np.arange(shape[1]) * dx[1]},
-        attributes={
-            "title": "pkfnet diffusion2d case (PDE-NetGen paper Fig. 4)",
-            "equation": str(diffusion_equation()),
-            "dt": dt,
-            "steps": steps,
-            "time": float(times[-1]),
-            "dtype": dtype,
-            "accuracy": accuracy,
+        title="pkfnet diffusion2d case (PDE-NetGen paper Fig. 4)",
+        field_attrs={
+            "u_initial": {"long_name": "initial Dirac", "units": "1"},
+            "u_reference": {"long_name": "numpy finite-difference reference", "units": "1"},
+            "u_network": {"long_name": "generated Keras network", "units": "1"},
         },
-        long_names={
-            "u_initial": "initial Dirac",
-            "u_reference": "numpy finite-difference reference",
-            "u_network": "generated Keras network",
-        },
+        dt=dt,
+        steps=steps,
+        final_time=float(times[-1]),
+        compared=compared,
     )
-    summary = {
-        "case": "diffusion2d",
+    output.write_dataset(dataset, "diffusion2d.nc")
+    output.write_figure(
+        plot_fields(
+            {
+                "(a) initial Dirac": dataset["u_initial"],
+                "(b) finite-difference reference": dataset["u_reference"],
+                "(c) generated network": dataset["u_network"],
+            },
+            suptitle=f"2D heterogeneous diffusion, t = {times[-1]:.3g}",
+        ),
+        "fig4_diffusion2d",
+    )
+    output.say(
+        f"diffusion2d: t = {times[-1]:.3g}, {steps} RK4 steps; {compared}: L2 distance "
+        f"{distance:.3e} (relative {relative:.3e})"
+    )
+    return {
         "grid": list(shape),
         "dt": dt,
         "steps": steps,
         "final_time": float(times[-1]),
-        "dtype": dtype,
-        "accuracy": accuracy,
+        "compared": compared,
         "l2_distance": distance,
         "relative_l2_distance": relative,
-        "seconds": {
-            "build": build_seconds,
-            "network_forecast_incl_compile": network_seconds,
-            "numpy_forecast": numpy_seconds,
-        },
-        "files": [str(p) for p in (*figure, netcdf)],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if not quiet:
-        print(
-            f"diffusion2d: t = {times[-1]:.3g}, {steps} RK4 steps, L2 distance network vs numpy "
-            f"= {distance:.3e} (relative {relative:.3e})"
-        )
-        print(f"wrote {out / 'summary.json'}, {netcdf}, {', '.join(map(str, figure))}")
-    return summary

@@ -1,155 +1,115 @@
-"""Paper-size matplotlib figures shared by the case studies (PNG and PDF)."""
+"""Paper-size figures of the case studies, drawn on ``matplotlib.figure.Figure`` objects.
+
+No pyplot and no global backend switch: each function returns a :class:`~matplotlib.figure.
+Figure` that :meth:`cases.study.Output.write_figure` saves as PNG and PDF. Maps take 2D
+``xarray.DataArray`` fields with dims ``(y, x)`` (CF order, as every pkfnet result) and draw
+them with ``x`` horizontal; axes are in units of the domain length ``D``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import EllipseCollection  # noqa: E402
+import numpy as np
+import xarray as xr
+from matplotlib import colormaps
+from matplotlib.collections import EllipseCollection
+from matplotlib.figure import Figure
 
 __all__ = [
-    "save_figure",
     "aspect_ellipses",
     "plot_anisotropy",
     "plot_error_curves",
     "plot_field_table",
     "plot_fields",
     "plot_profiles",
+    "plot_time_profiles",
 ]
 
 
-def plot_fields(
-    panels: dict[str, np.ndarray],
-    lengths: tuple[float, float],
-    stem: str | Path,
-    suptitle: str | None = None,
-    cmap: str = "viridis",
-) -> list[Path]:
-    """Side-by-side maps of 2D fields (nx, ny) on [0, Lx) × [0, Ly), axes in x/D (D = L).
+def _map(fig: Figure, ax, field: xr.DataArray, title: str, **options) -> None:
+    field = field.transpose("y", "x")
+    lengths = [float(field[c].size * (field[c][1] - field[c][0])) for c in ("x", "y")]
+    extent = (0, 1, 0, 1)
+    image = ax.imshow(field.values, origin="lower", extent=extent, **options)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x / D", fontsize=8)
+    ax.set_ylabel("y / D", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_aspect(lengths[1] / lengths[0])
+    bar = fig.colorbar(image, ax=ax, shrink=0.85, format="%.2g")
+    bar.ax.tick_params(labelsize=7)
 
-    Writes ``stem.png`` (200 dpi) and ``stem.pdf``; returns both paths.
-    """
-    count = len(panels)
-    fig, axes = plt.subplots(1, count, figsize=(3.3 * count, 3.2), constrained_layout=True)
-    axes = np.atleast_1d(axes)
-    extent = (0, 1, 0, 1)  # coordinates normalised by the domain lengths
+
+def plot_fields(panels: dict[str, xr.DataArray], suptitle: str | None = None) -> Figure:
+    """Side-by-side maps of 2D fields ``(y, x)``, one colour bar each."""
+    fig = Figure(figsize=(3.3 * len(panels), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, field) in zip(axes, panels.items(), strict=True):
-        image = ax.imshow(np.asarray(field).T, origin="lower", extent=extent, cmap=cmap)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("x / D")
-        ax.set_ylabel("y / D")
-        fig.colorbar(image, ax=ax, shrink=0.8, format="%.1e")
+        _map(fig, ax, field, title, cmap="viridis")
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return save_figure(fig, stem)
-
-
-def save_figure(fig, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` (200 dpi) and ``stem.pdf``, close the figure, return both paths."""
-    stem = Path(stem)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return fig
 
 
 def plot_field_table(
-    rows: dict[str, dict[str, np.ndarray]],
-    stem: str | Path,
+    rows: dict[str, dict[str, xr.DataArray]],
     suptitle: str | None = None,
     shared: tuple[str, ...] = (),
-    cmap: str = "viridis",
     diverging: tuple[str, ...] = (),
-) -> list[Path]:
-    """Table of 2D maps (nx, ny) on the unit square: one row per field, one column per source.
+) -> Figure:
+    """Table of maps: one row per field, one column per source (e.g. PKF, ensemble, difference).
 
     Parameters
     ----------
-    rows : dict of str to dict of str to numpy.ndarray
-        ``{row label: {column title: field (nx, ny)}}``; every row has the same columns.
-    stem : path
-        Output path without suffix; writes ``stem.png`` and ``stem.pdf``.
-    suptitle : str, optional
-        Figure title.
-    shared : tuple of str
-        Columns drawn with a common colour range per row (e.g. PKF and ensemble).
-    cmap : str
-        Colour map of the non-diverging columns.
-    diverging : tuple of str
-        Columns drawn with a symmetric range and the ``RdBu_r`` map (e.g. differences).
-
-    Returns
-    -------
-    list of pathlib.Path
-        The PNG and PDF paths.
+    rows : ``{row label: {column title: field (y, x)}}``, every row with the same columns.
+    shared : columns drawn with a common colour range per row.
+    diverging : columns drawn with a symmetric range and the ``RdBu_r`` map.
     """
     columns = list(next(iter(rows.values())))
-    fig, axes = plt.subplots(
-        len(rows),
-        len(columns),
-        figsize=(3.0 * len(columns), 2.6 * len(rows)),
-        constrained_layout=True,
-        squeeze=False,
-    )
+    fig = Figure(figsize=(3.0 * len(columns), 2.6 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(columns), squeeze=False)
     for r, (label, panels) in enumerate(rows.items()):
-        together = [np.asarray(panels[c]) for c in columns if c in shared]
+        together = [panels[c] for c in columns if c in shared]
         vmin = min(float(f.min()) for f in together) if together else None
         vmax = max(float(f.max()) for f in together) if together else None
         for c, column in enumerate(columns):
-            ax, field = axes[r, c], np.asarray(panels[column])
+            field = panels[column]
             if column in diverging:
                 bound = float(np.abs(field).max()) or 1.0
                 options = {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound}
             elif column in shared:
-                options = {"cmap": cmap, "vmin": vmin, "vmax": vmax}
+                options = {"cmap": "viridis", "vmin": vmin, "vmax": vmax}
             else:
-                options = {"cmap": cmap}
-            image = ax.imshow(field.T, origin="lower", extent=(0, 1, 0, 1), **options)
-            ax.set_title(f"{label}: {column}", fontsize=9)
-            ax.set_xlabel("x / D", fontsize=8)
-            ax.set_ylabel("y / D", fontsize=8)
-            ax.tick_params(labelsize=7)
-            bar = fig.colorbar(image, ax=ax, shrink=0.85, format="%.2g")
-            bar.ax.tick_params(labelsize=7)
+                options = {"cmap": "viridis"}
+            _map(fig, axes[r, c], field, f"{label}: {column}", **options)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return save_figure(fig, stem)
+    return fig
 
 
 def aspect_ellipses(
-    aspect: np.ndarray, lengths: tuple[float, float], every: int, scale: float = 1.0
+    s_xx: xr.DataArray, s_xy: xr.DataArray, s_yy: xr.DataArray, every: int, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Principal axes of a 2D aspect-tensor field, subsampled for drawing ellipses.
 
     Parameters
     ----------
-    aspect : numpy.ndarray
-        ``(2, 2, nx, ny)`` aspect tensor ``s`` (length²).
-    lengths : tuple of float
-        Domain lengths (the grid is ``x_i = i * L / n``).
-    every : int
-        Keep one point in ``every`` along each axis.
-    scale : float
-        Factor applied to the semi-axes (the principal length-scales).
+    s_xx, s_xy, s_yy : xarray.DataArray
+        Aspect tensor components (length²), dims ``(y, x)``.
+    every : keep one point in ``every`` along each axis.
+    scale : factor applied to the semi-axes (the principal length-scales).
 
     Returns
     -------
-    tuple of numpy.ndarray
-        Centres ``(m, 2)``, major and minor semi-axes ``(m,)`` (``scale`` times the square roots
-        of the eigenvalues of ``s``) and the major-axis angle ``(m,)`` in degrees from x.
+    centres ``(m, 2)`` (x, y), major and minor semi-axes ``(m,)`` (``scale`` times the square
+    roots of the eigenvalues of ``s``) and the major-axis angle ``(m,)`` in degrees from x.
     """
-    nx, ny = aspect.shape[2:]
-    sub = aspect[:, :, ::every, ::every]
-    tensors = np.moveaxis(sub, (0, 1), (-2, -1)).reshape(-1, 2, 2)
+    sub = [c.transpose("y", "x")[::every, ::every] for c in (s_xx, s_xy, s_yy)]
+    tensors = np.stack(
+        [np.stack([sub[0], sub[1]], axis=-1), np.stack([sub[1], sub[2]], axis=-1)], axis=-2
+    ).reshape(-1, 2, 2)
     values, vectors = np.linalg.eigh(tensors)
-    x = np.arange(0, nx, every) * lengths[0] / nx
-    y = np.arange(0, ny, every) * lengths[1] / ny
-    centres = np.stack([a.ravel() for a in np.meshgrid(x, y, indexing="ij")], axis=1)
+    x, y = np.meshgrid(sub[0]["x"].values, sub[0]["y"].values, indexing="xy")
+    centres = np.stack([x.ravel(), y.ravel()], axis=1)
     major = scale * np.sqrt(np.clip(values[:, 1], 0.0, None))
     minor = scale * np.sqrt(np.clip(values[:, 0], 0.0, None))
     angle = np.degrees(np.arctan2(vectors[:, 1, 1], vectors[:, 0, 1]))
@@ -157,73 +117,56 @@ def aspect_ellipses(
 
 
 def plot_anisotropy(
-    aspects: dict[str, np.ndarray],
-    lengths: tuple[float, float],
-    stem: str | Path,
+    aspects: dict[str, tuple[xr.DataArray, xr.DataArray, xr.DataArray]],
     every: int = 12,
     scale: float = 0.5,
     suptitle: str | None = None,
-) -> list[Path]:
+) -> Figure:
     """Principal length-scales and correlation ellipses of 2D aspect tensors.
 
-    One column per source (e.g. PKF and ensemble): the top row maps the major principal
-    length-scale with the ellipses ``x^T s^-1 x = scale²`` drawn on a subsampled grid; the
-    bottom row maps the minor principal length-scale.
+    One column per source: the top row maps the major principal length-scale with the ellipses
+    ``x^T s^-1 x = scale²`` on a subsampled grid, the bottom row the minor one.
 
     Parameters
     ----------
-    aspects : dict of str to numpy.ndarray
-        ``{title: (2, 2, nx, ny) aspect tensor}`` (length², domain of size ``lengths``).
-    lengths : tuple of float
-        Domain lengths (axes are drawn as x / D).
-    stem : path
-        Output path without suffix.
-    every : int
-        Subsampling of the ellipses (one every ``every`` points per axis).
-    scale : float
-        Ellipse semi-axes are ``scale`` times the principal length-scales.
-    suptitle : str, optional
-        Figure title.
+    aspects : ``{title: (s_xx, s_xy, s_yy)}``, each ``(y, x)`` (length², domain ``D``).
     """
     titles = list(aspects)
+    first = aspects[titles[0]][0]
+    lengths = np.array([float(first[c].size * (first[c][1] - first[c][0])) for c in ("x", "y")])
     principal = {}
-    for title, aspect in aspects.items():
-        tensors = np.moveaxis(np.asarray(aspect), (0, 1), (-2, -1))
-        values = np.linalg.eigvalsh(tensors)
-        principal[title] = np.sqrt(np.clip(values[..., ::-1], 0.0, None))  # major, minor
-    fig, axes = plt.subplots(
-        2, len(titles), figsize=(3.4 * len(titles), 6.0), constrained_layout=True, squeeze=False
-    )
-    for k, (name, index) in enumerate((("major", 0), ("minor", 1))):
-        vmin = min(float(p[..., index].min()) for p in principal.values())
-        vmax = max(float(p[..., index].max()) for p in principal.values())
+    for title, (sxx, sxy, syy) in aspects.items():
+        trace, det = sxx + syy, sxx * syy - sxy**2
+        root = np.sqrt(np.clip((trace / 2) ** 2 - det, 0.0, None))
+        principal[title] = (
+            np.sqrt(np.clip(trace / 2 + root, 0.0, None)),
+            np.sqrt(np.clip(trace / 2 - root, 0.0, None)),
+        )
+    fig = Figure(figsize=(3.4 * len(titles), 6.0), layout="constrained")
+    axes = fig.subplots(2, len(titles), squeeze=False)
+    for k, name in enumerate(("major", "minor")):
+        vmin = min(float(p[k].min()) for p in principal.values()) / lengths[0]
+        vmax = max(float(p[k].max()) for p in principal.values()) / lengths[0]
         for c, title in enumerate(titles):
             ax = axes[k, c]
-            image = ax.imshow(
-                principal[title][..., index].T / lengths[0],
-                origin="lower",
-                extent=(0, 1, 0, 1),
-                vmin=vmin / lengths[0],
-                vmax=vmax / lengths[0],
+            _map(
+                fig,
+                ax,
+                principal[title][k] / lengths[0],
+                f"{title}: {name} length-scale / D",
                 cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
             )
-            ax.set_title(f"{title}: {name} length-scale / D", fontsize=9)
-            ax.set_xlabel("x / D", fontsize=8)
-            ax.set_ylabel("y / D", fontsize=8)
-            ax.tick_params(labelsize=7)
-            bar = fig.colorbar(image, ax=ax, shrink=0.85, format="%.3f")
-            bar.ax.tick_params(labelsize=7)
             if k == 0:
-                centres, major, minor, angle = aspect_ellipses(
-                    np.asarray(aspects[title]), lengths, every, scale
-                )
+                centres, major, minor, angle = aspect_ellipses(*aspects[title], every, scale)
                 ax.add_collection(
                     EllipseCollection(
                         2 * major / lengths[0],
                         2 * minor / lengths[1],
                         angle,
                         units="xy",
-                        offsets=centres / np.asarray(lengths),
+                        offsets=centres / lengths,
                         offset_transform=ax.transData,
                         facecolors="none",
                         edgecolors="white",
@@ -234,76 +177,50 @@ def plot_anisotropy(
                 ax.set_ylim(0, 1)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return save_figure(fig, stem)
+    return fig
 
 
 def plot_error_curves(
     times: np.ndarray,
-    errors: dict[str, np.ndarray],
-    stem: str | Path,
-    reference: dict[str, np.ndarray] | None = None,
+    errors: dict[str, list[float | None]],
+    reference: dict[str, list[float | None]] | None = None,
     title: str | None = None,
-) -> list[Path]:
-    """Relative L2 errors against time, one line per field.
+) -> Figure:
+    """Relative L2 errors (%) against time, one solid line per field; ``reference`` dashed in
+    the same colour (e.g. the ensemble's sampling noise). ``None`` entries are gaps."""
 
-    Parameters
-    ----------
-    times : numpy.ndarray
-        ``(n,)`` saved times.
-    errors : dict of str to numpy.ndarray
-        ``{field: (n,) relative error}`` (NaN where undefined), drawn as solid lines.
-    stem : path
-        Output path without suffix.
-    reference : dict of str to numpy.ndarray, optional
-        ``{field: (n,)}`` drawn dashed in the same colour (e.g. the sampling noise of the
-        ensemble).
-    title : str, optional
-        Axes title.
-    """
-    fig, ax = plt.subplots(figsize=(5.0, 3.4), constrained_layout=True)
+    def percent(values):
+        return 100 * np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.subplots()
     for k, (name, values) in enumerate(errors.items()):
         colour = f"C{k}"
-        ax.plot(times, 100 * np.asarray(values, float), "o-", color=colour, label=name)
+        ax.plot(times, percent(values), "o-", color=colour, label=name)
         if reference and name in reference:
-            ax.plot(times, 100 * np.asarray(reference[name], float), "--", color=colour)
+            ax.plot(times, percent(reference[name]), "--", color=colour)
     ax.set_xlabel("time")
     ax.set_ylabel("relative L2 error (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
     if title:
         ax.set_title(title, fontsize=9)
-    return save_figure(fig, stem)
+    return fig
 
 
 def plot_profiles(
     x: np.ndarray,
     panels: dict[str, dict[str, np.ndarray]],
-    stem: str | Path,
     styles: dict[str, str] | None = None,
     suptitle: str | None = None,
-) -> list[Path]:
-    """1D profiles: one panel per quantity, one line per source.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        ``(nx,)`` coordinate (drawn as given).
-    panels : dict of str to dict of str to numpy.ndarray
-        ``{panel title: {line label: (nx,) values}}``.
-    stem : path
-        Output path without suffix.
-    styles : dict of str to str, optional
-        Matplotlib format string per line label (e.g. ``{"ensemble": "k."}``).
-    suptitle : str, optional
-        Figure title.
-    """
+) -> Figure:
+    """1D profiles: one panel per quantity ``{title: {line label: (nx,) values}}``."""
     styles = styles or {}
     count = len(panels)
     columns = min(count, 3)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(3.6 * columns, 2.8 * rows), constrained_layout=True, squeeze=False
-    )
+    fig = Figure(figsize=(3.6 * columns, 2.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, (title, lines) in zip(axes.ravel(), panels.items(), strict=False):
         for label, values in lines.items():
             ax.plot(x, values, styles.get(label, "-"), label=label, markersize=2, linewidth=1.2)
@@ -316,4 +233,47 @@ def plot_profiles(
         ax.set_visible(False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return save_figure(fig, stem)
+    return fig
+
+
+def plot_time_profiles(
+    rows: dict[str, xr.Dataset],
+    columns: dict[str, tuple[str, float, str]],
+) -> Figure:
+    """Profiles at every saved time: one row per source, one column per quantity (Fig. 6).
+
+    Parameters
+    ----------
+    rows : ``{row title: dataset}`` with 1D variables ``(time, x)``.
+    columns : ``{variable: (label, scale, description)}``: each variable is drawn divided by
+        ``scale`` and labelled ``label``.
+    """
+    fig = Figure(figsize=(3.4 * len(columns), 2.6 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(columns), sharex=True, squeeze=False)
+    letters = "abcdefghijklmnop"
+    for r, (title, data) in enumerate(rows.items()):
+        times = data["time"].values
+        colours = colormaps["viridis"](np.linspace(0, 0.9, len(times)))
+        for c, (name, (label, scale, _)) in enumerate(columns.items()):
+            ax = axes[r, c]
+            x = data[name]["x"].values
+            length = float(x.size * (x[1] - x[0]))
+            for k, t in enumerate(times):
+                ax.plot(
+                    x / length,
+                    data[name].values[k] / scale,
+                    color=colours[k],
+                    lw=1.2,
+                    label=f"t = {t:.1f}",
+                )
+            ax.set_title(f"({letters[len(columns) * r + c]}) {title}: {label}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if r == len(rows) - 1:
+                ax.set_xlabel("x / D")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    for c in range(len(columns)):
+        low = min(axes[r, c].get_ylim()[0] for r in range(len(rows)))
+        high = max(axes[r, c].get_ylim()[1] for r in range(len(rows)))
+        for r in range(len(rows)):
+            axes[r, c].set_ylim(low, high)
+    return fig

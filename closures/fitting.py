@@ -17,7 +17,8 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from generator.stencils import derivative_kernel
+from generator.stencils import apply_stencils, derivative_kernel
+from generator.validation import finite_float, per_axis
 
 __all__ = [
     "FitResult",
@@ -27,6 +28,7 @@ __all__ = [
     "fit_one_step_closure",
     "least_squares",
     "load_coefficients",
+    "midpoint_residual_problem",
     "residual_problem",
     "stlsq",
 ]
@@ -61,7 +63,7 @@ def evaluate(
     array([ 2. , -0.5,  2. , -0.5])
     """
     expr = sp.sympify(expr)
-    spacings = _per_axis(spacings, len(coordinates))
+    spacings = per_axis(spacings, len(coordinates), "spacings", "float")
     symbols = [sp.Symbol(c) for c in coordinates]
     replacements: dict[sp.Expr, sp.Symbol] = {}
     values: list[np.ndarray] = []
@@ -225,6 +227,47 @@ def residual_problem(
     return features * weight[..., None], target
 
 
+def midpoint_residual_problem(
+    rhs: sp.Expr,
+    slot: sp.Expr | str,
+    terms: Sequence[sp.Expr],
+    samples: Arrays,
+    fields: Sequence[str],
+    dt: float,
+    spacings: float | Sequence[float],
+    accuracy: int = 2,
+    constants: Mapping[str, float] | None = None,
+    coordinates: Sequence[str] = ("x",),
+    equation_field: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`residual_problem` from pairs of states one step apart, centred in time.
+
+    ``samples`` holds, per field ``f``, the states at steps k and k + 1 as ``f`` and
+    ``f_next`` (the layout of :func:`pkf.dataset.build_dataset`); the fields are evaluated at
+    the midpoint ``(f + f_next) / 2`` and the tendency of ``equation_field`` (default: the last
+    of ``fields``, e.g. the diffusion tensor of a PKF) is ``(next - current) / dt``, a
+    second-order estimate of the trend at the midpoint.
+
+    Returns ``(features (..., *grid, terms), target (..., *grid))``.
+    """
+    missing = [n for f in fields for n in (f, f"{f}_next") if n not in samples]
+    if missing:
+        raise ValueError(f"samples: missing {missing}; expected each field and its '_next' twin")
+    dt = finite_float(dt, "dt", "positive")
+    equation_field = fields[-1] if equation_field is None else equation_field
+    middle = {
+        f: 0.5 * (np.asarray(samples[f], float) + np.asarray(samples[f"{f}_next"], float))
+        for f in fields
+    }
+    tendency = (
+        np.asarray(samples[f"{equation_field}_next"], float)
+        - np.asarray(samples[equation_field], float)
+    ) / dt
+    return residual_problem(
+        rhs, slot, terms, middle, tendency, spacings, coordinates, accuracy, constants
+    )
+
+
 @dataclass
 class FitResult:
     """Fitted closure coefficients.
@@ -325,13 +368,6 @@ def fit_dictionary(
 
 
 # -- internals ---------------------------------------------------------------------------
-def _per_axis(spacings, ndim: int) -> tuple[float, ...]:
-    values = (float(spacings),) if np.isscalar(spacings) else tuple(map(float, spacings))
-    if len(values) != ndim:
-        raise ValueError(f"spacings {values} must have one entry per coordinate ({ndim})")
-    return values
-
-
 def _field(function: sp.Expr, fields: Arrays) -> np.ndarray:
     if not isinstance(function, AppliedUndef):
         raise ValueError(f"{function} is not a field f(t, x, ...)")
@@ -344,15 +380,9 @@ def _field(function: sp.Expr, fields: Arrays) -> np.ndarray:
 def _periodic_derivative(
     array: np.ndarray, orders: tuple[int, ...], spacings: tuple[float, ...], accuracy: int
 ) -> np.ndarray:
-    """Centred periodic finite difference over the last len(orders) axes."""
+    """Centred periodic finite difference over the last len(orders) axes (the models' stencil)."""
     kernel = derivative_kernel(orders, spacings, accuracy)
-    half = [s // 2 for s in kernel.shape]
-    axes = tuple(range(array.ndim - len(orders), array.ndim))
-    total = np.zeros_like(array)
-    for position in zip(*np.nonzero(kernel), strict=True):
-        offset = tuple(int(p) - h for p, h in zip(position, half, strict=True))
-        total = total + kernel[position] * np.roll(array, [-o for o in offset], axis=axes)
-    return total
+    return apply_stencils(array, [kernel], np.roll, array.ndim - len(orders))[0]
 
 
 def _flatten(features: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

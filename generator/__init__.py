@@ -2,7 +2,8 @@
 
 Public API: :class:`NNModelBuilder` (equations → code → model class), :class:`PDESystem`
 (the analysed system), :func:`stencil_weights` / :func:`derivative_kernel` (finite
-differences), :class:`GeneratedModel` (runtime base class) and the time schemes.
+differences), :class:`GeneratedModel` (runtime base class), :func:`load_model`, the time
+schemes and the one compiled time loop (:func:`time_grid`, :class:`NonFiniteStateError`).
 TensorFlow is imported only when a model is built or run, so symbolic work stays light.
 """
 
@@ -12,6 +13,9 @@ from importlib import import_module
 
 from .analysis import PDESystem as PDESystem
 from .builder import NNModelBuilder as NNModelBuilder
+from .integrate import NonFiniteStateError as NonFiniteStateError
+from .integrate import TimeGrid as TimeGrid
+from .integrate import time_grid as time_grid
 from .stencils import derivative_kernel as derivative_kernel
 from .stencils import stencil_weights as stencil_weights
 from .symbols import TrainableScalar as TrainableScalar
@@ -19,7 +23,7 @@ from .timeschemes import TIME_SCHEMES as TIME_SCHEMES
 
 _LAZY = {
     "GeneratedModel": "generator.model",
-    "NonFiniteStateError": "generator.model",
+    "load_model": "generator.model",
 }
 
 __all__ = [
@@ -27,7 +31,10 @@ __all__ = [
     "TrainableScalar",
     "PDESystem",
     "GeneratedModel",
+    "load_model",
     "NonFiniteStateError",
+    "TimeGrid",
+    "time_grid",
     "stencil_weights",
     "derivative_kernel",
     "TIME_SCHEMES",

@@ -18,7 +18,37 @@ from sympy.core.function import AppliedUndef
 
 from .symbols import TrainableScalar
 
-__all__ = ["PDESystem", "DerivativeSpec", "python_identifier", "SUPPORTED_FUNCTIONS"]
+__all__ = [
+    "RESERVED_NAMES",
+    "RESERVED_PREFIXES",
+    "PDESystem",
+    "DerivativeSpec",
+    "python_identifier",
+    "SUPPORTED_FUNCTIONS",
+]
+
+#: Names the generated code and the model constructor use for themselves: a field, constant or
+#: trainable scalar may not be called so.
+RESERVED_NAMES = frozenset(
+    {
+        "ops",
+        "keras",
+        "self",
+        "fields",
+        "constants",
+        "TrendLayer",
+        "GeneratedModel",
+        "shape",
+        "lengths",
+        "dtype",
+        "time_scheme",
+        "jit_compile",
+        "time_units",
+        "length_units",
+    }
+)
+#: Prefixes of the generated code's own names (``trend_u`` locals, ``pkfnet_trend`` layers).
+RESERVED_PREFIXES = ("trend_", "pkfnet_")
 
 #: Elementwise functions the generator translates, mapped to their keras.ops names.
 SUPPORTED_FUNCTIONS: dict[type, str] = {
@@ -47,6 +77,21 @@ def python_identifier(name: str) -> str:
     if not cleaned.isidentifier() or keyword.iskeyword(cleaned):
         raise ValueError(f"name {name!r} cannot be turned into a Python identifier")
     return cleaned
+
+
+def check_not_reserved(name: str, kind: str) -> None:
+    """Refuse a user name the generated code uses itself (see :data:`RESERVED_NAMES`).
+
+    >>> check_not_reserved("ops", "constant")
+    Traceback (most recent call last):
+    ...
+    ValueError: constant 'ops': the name is reserved by the generated code; rename it (e.g. 'ops_')
+    """
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        raise ValueError(
+            f"{kind} '{name}': the name is reserved by the generated code; rename it "
+            f"(e.g. '{name}_')"
+        )
 
 
 @dataclass(frozen=True)
@@ -280,6 +325,10 @@ class _Analyser:
                 raise ValueError(f"equation {i}: function {func}: {err}") from None
             if name in self.names.values():
                 raise ValueError(f"equation {i}: function names collide after cleaning: {name}")
+            try:
+                check_not_reserved(name, "function")
+            except ValueError as err:
+                raise ValueError(f"equation {i}: {err}") from None
             self.names[raw] = name
         for arg in func.args:
             if not isinstance(arg, sympy.Symbol):
@@ -343,6 +392,10 @@ class _Analyser:
             name = python_identifier(sym.name)
         except ValueError as err:
             raise ValueError(f"equation {i}: constant {sym}: {err}") from None
+        try:
+            check_not_reserved(name, "constant")
+        except ValueError as err:
+            raise ValueError(f"equation {i}: {err}") from None
         if isinstance(sym, TrainableScalar):
             previous = self.scalars.setdefault(name, sym)
             if (previous.init, previous.trainable) != (sym.init, sym.trainable):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import keyword
 import linecache
 import types
 from collections.abc import Iterable
@@ -9,11 +11,31 @@ from pathlib import Path
 
 import jinja2
 import sympy
+from sympy.core.function import AppliedUndef
 
-from .analysis import PDESystem
+from .analysis import PDESystem, check_not_reserved, python_identifier
 from .printing import KerasOpsPrinter, trend_code_lines
 
-__all__ = ["NNModelBuilder"]
+__all__ = ["NNModelBuilder", "execute_module"]
+
+#: Stands for the registration key in the rendered code until its hash is known.
+_KEY_PLACEHOLDER = "@@PKFNET_REGISTRATION_KEY@@"
+
+
+def execute_module(code: str, class_name: str) -> type:
+    """Execute generated module source in a fresh module namespace; return its model class.
+
+    The source is registered with :mod:`linecache` so that tracebacks show the generated lines.
+    """
+    digest = hashlib.sha256(code.encode()).hexdigest()[:12]
+    filename = f"<pkfnet-generated {class_name} {digest}>"
+    module = types.ModuleType(f"pkfnet_generated_{class_name}_{digest}")
+    module.__file__ = filename
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    exec(compile(code, filename, "exec"), module.__dict__)
+    model_class = getattr(module, class_name)
+    model_class.source_code = code
+    return model_class
 
 
 def _tuple_repr(values) -> str:
@@ -66,8 +88,11 @@ class NNModelBuilder:
         accuracy: int = 2,
         closures: dict[str, sympy.Expr] | None = None,
     ):
-        if not class_name.isidentifier():
+        if not isinstance(class_name, str) or not class_name.isidentifier():
             raise ValueError(f"class_name {class_name!r} is not a Python identifier")
+        if keyword.iskeyword(class_name) or class_name.startswith("_"):
+            raise ValueError(f"class_name {class_name!r} is a keyword or starts with '_'")
+        check_not_reserved(class_name, "class_name")
         if not isinstance(accuracy, int) or accuracy < 2 or accuracy % 2:
             raise ValueError(f"accuracy must be an even integer >= 2, got {accuracy!r}")
         equations = [equations] if isinstance(equations, sympy.Eq) else list(equations)
@@ -93,12 +118,7 @@ class NNModelBuilder:
 
     def build(self) -> type:
         """Execute the rendered module in a fresh namespace and return the model class."""
-        filename = f"<pkfnet-generated {self.class_name}>"
-        module = types.ModuleType(f"pkfnet_generated_{self.class_name}")
-        module.__file__ = filename
-        linecache.cache[filename] = (len(self.code), None, self.code.splitlines(True), filename)
-        exec(compile(self.code, filename, "exec"), module.__dict__)
-        return getattr(module, self.class_name)
+        return execute_module(self.code, self.class_name)
 
     def _render(self) -> str:
         system = self.system
@@ -119,8 +139,8 @@ class NNModelBuilder:
         expressions = [*system.trends.values(), *system.diagnostics.values()]
         used = set().union(*(e.free_symbols for e in expressions))
         used_names = {str(s) for s in used}
-        equation_lines = [f"{sympy.sstr(eq.lhs)} = {sympy.sstr(eq.rhs)}" for eq in system.equations]
-        return (
+        equation_lines = [_equation_text(eq) for eq in system.equations]
+        code = (
             _environment()
             .get_template("model.py.j2")
             .render(
@@ -152,8 +172,33 @@ class NNModelBuilder:
                 field_derivatives=[
                     (n, derivatives[n]) for n in prognostic_and_exogenous if derivatives[n]
                 ],
+                registration_key=_KEY_PLACEHOLDER,
             )
         )
+        # The Keras registration key names this exact code: two different classes that share a
+        # class name never overwrite each other's registration, so a saved model reloads as
+        # itself (or fails clearly), never as another one.
+        key = f"pkfnet.{self.class_name}.{hashlib.sha256(code.encode()).hexdigest()[:16]}"
+        return code.replace(_KEY_PLACEHOLDER, key)
+
+
+def _equation_text(eq: sympy.Eq) -> str:
+    """``lhs = rhs`` with every function and symbol name as its generated identifier.
+
+    Only identifiers, numbers and operators reach the generated module's docstring, so
+    user-supplied names can never close it or inject code.
+    """
+    renames: dict[sympy.Basic, sympy.Basic] = {}
+    for function in eq.atoms(AppliedUndef):
+        clean = sympy.Function(python_identifier(function.func.__name__))
+        renames[function] = clean(*function.args)
+    for symbol in eq.free_symbols:
+        renames[symbol] = sympy.Symbol(python_identifier(symbol.name))
+    lhs, rhs = eq.lhs.xreplace(renames), eq.rhs.xreplace(renames)
+    text = f"{sympy.sstr(lhs)} = {sympy.sstr(rhs)}"
+    if any(bad in text for bad in ('"""', "\\")):
+        raise ValueError(f"equation text {text!r} cannot be embedded in generated code")
+    return text
 
 
 def _closure_equations(system: PDESystem, closures: dict[str, sympy.Expr]) -> list[sympy.Eq]:

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .stencils import derivative_kernel
+from .stencils import apply_stencils, derivative_kernel
 
 __all__ = ["periodic_derivatives", "PeriodicDerivatives", "TrendLayer"]
 
@@ -24,42 +24,12 @@ def _kernels(orders_list, spacings, accuracy) -> list[np.ndarray]:
 
 
 def periodic_derivatives(x, kernels: Sequence[np.ndarray]) -> list:
-    """All derivatives of one field as weighted sums of periodically shifted copies.
+    """All derivatives of one field ``x`` (batch, n_0, ..., n_{d-1}) on the periodic grid.
 
-    Parameters
-    ----------
-    x : tensor (batch, n_0, ..., n_{d-1}).
-    kernels : centred stencils, each of shape (2 r_0 + 1, ..., 2 r_{d-1} + 1), already
-        divided by the grid spacings.
-
-    Returns
-    -------
-    list of tensors shaped like ``x``, one per kernel.
-
-    Each shifted copy is made once and shared by every kernel that uses it; a diagonal
-    shift is composed from one-axis rolls of an already shifted copy.
+    ``kernels`` are centred stencils divided by the spacings; one tensor shaped like ``x`` is
+    returned per kernel (see :func:`generator.stencils.apply_stencils`, shared with numpy).
     """
-    ndim = len(x.shape) - 1
-    shifted: dict[tuple[int, ...], object] = {(0,) * ndim: x}
-
-    def view(offset: tuple[int, ...]):
-        if offset not in shifted:
-            axis = max(a for a in range(ndim) if offset[a])
-            previous = offset[:axis] + (0,) * (ndim - axis)
-            shifted[offset] = ops.roll(view(previous), shift=-offset[axis], axis=axis + 1)
-        return shifted[offset]
-
-    outputs = []
-    for kernel in kernels:
-        half = [s // 2 for s in kernel.shape]
-        total = None
-        for position in zip(*np.nonzero(kernel), strict=True):
-            weight = float(kernel[position])
-            offset = tuple(int(p) - h for p, h in zip(position, half, strict=True))
-            term = weight * view(offset)
-            total = term if total is None else total + term
-        outputs.append(total if total is not None else ops.zeros_like(x))
-    return outputs
+    return apply_stencils(x, kernels, lambda a, shift, axis: ops.roll(a, shift, axis), 1)
 
 
 @keras.saving.register_keras_serializable(package="pkfnet")
@@ -124,8 +94,12 @@ class TrendLayer(keras.layers.Layer):
     trainable_scalar_specs: tuple[tuple[str, float, bool], ...] = ()
     diagnostic_derivatives: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
 
-    def __init__(self, shape, spacings, accuracy=2, **kwargs):
+    #: The generated model class this trend belongs to (set by the generated module).
+    model_class: type | None = None
+
+    def __init__(self, shape, spacings, accuracy=2, source=None, model_settings=None, **kwargs):
         super().__init__(**kwargs)
+        self.model_settings = dict(model_settings or {})
         self.grid_shape = tuple(int(n) for n in shape)
         self.spacings = tuple(float(s) for s in spacings)
         self.accuracy = int(accuracy)
@@ -186,7 +160,21 @@ class TrendLayer(keras.layers.Layer):
         all_fields.update(self.constant_fields())
         weights = {**self.constant_weights, **self.scalar_weights}
         constants = {k: ops.convert_to_tensor(w) for k, w in weights.items()}
-        return self.compute_trend(all_fields, constants)
+        trends = self.compute_trend(all_fields, constants)
+        return {name: self._as_field(value, fields[name]) for name, value in trends.items()}
+
+    def _as_field(self, value, like):
+        """A trend as a tensor shaped and typed like its field ``like`` (batch, *grid).
+
+        Trends without fields (``u_t = 1``, ``u_t = k``) and trends of constant fields only,
+        shaped (1, *grid), are broadcast to the batch; numbers keep the model's dtype.
+        """
+        if isinstance(value, int | float):  # a number: exact in the model's dtype
+            value = ops.convert_to_tensor(value, dtype=self.dtype)
+        value = ops.cast(value, self.dtype)
+        if tuple(value.shape) != tuple(like.shape):
+            value = value + ops.zeros_like(like)
+        return value
 
     def derivatives_of(self, name: str, value) -> list:
         """The derivatives of diagnostic field ``name`` listed in ``diagnostic_derivatives``."""
@@ -198,6 +186,10 @@ class TrendLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            shape=list(self.grid_shape), spacings=list(self.spacings), accuracy=self.accuracy
+            shape=list(self.grid_shape),
+            spacings=list(self.spacings),
+            accuracy=self.accuracy,
+            model_settings=self.model_settings,
+            source=self.model_class.source() if self.model_class is not None else None,
         )
         return config

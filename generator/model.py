@@ -2,26 +2,42 @@
 
 A class produced by :class:`generator.NNModelBuilder` subclasses :class:`GeneratedModel` and
 only declares what the equations contain (fields, constants, derivatives and a trend layer);
-everything else — building the Keras trend model, Euler/RK2/RK4 steps, the compiled
-multi-step forecast loop, checks on inputs and outputs — lives here.
+everything else — building the Keras trend model, Euler/RK2/RK4 steps, the compiled forecast
+(:mod:`generator.integrate`), labelled results (:mod:`generator.results`), checks on inputs and
+outputs, saving and loading — lives here.
+
+Array layout: numpy arrays of fields are in the model's coordinate order (``model.coordinates``)
+with an optional leading member axis; a constant function ``k(y, x)`` is given in its own
+argument order. ``xarray.DataArray`` inputs are matched by dimension name instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+import xarray as xr
 
+from .conventions import MEMBER_DIM
+from .integrate import NonFiniteStateError, compile_loop, run_loop, time_grid
 from .layers import PeriodicDerivatives, TrendLayer
+from .results import model_dataset, to_model_order
 from .timeschemes import TIME_SCHEMES
+from .validation import finite_float, per_axis, positive_int, real_array
 
-__all__ = ["GeneratedModel", "NonFiniteStateError"]
+__all__ = ["GeneratedModel", "NonFiniteStateError", "load_model"]
 
-
-class NonFiniteStateError(FloatingPointError):
-    """A forecast produced NaN or Inf (typically a CFL violation)."""
+#: Layer names inside the trend model; user names never start with ``pkfnet_``.
+TREND_LAYER = "pkfnet_trend"
 
 
 class GeneratedModel:
@@ -36,9 +52,19 @@ class GeneratedModel:
     dtype : ``"float64"`` (default) or ``"float32"``.
     time_scheme : ``"euler"``, ``"rk2"`` or ``"rk4"`` (default).
     jit_compile : compile the forecast loop with XLA (default True).
+    time_units, length_units : str, optional
+        UDUNITS units of the model's time and coordinates, written to results; without them
+        time and space are dimensionless (``units = "1"``).
     **values
-        Every constant (scalar) and constant function (array shaped like the grid, or
-        broadcastable to it along the field's own coordinates) by name.
+        Every constant (scalar) and constant function by name. A constant function is an array
+        in its own argument order (``k(y, x)``: shape ``(ny, nx)``), a scalar (uniform), or an
+        ``xarray.DataArray`` with its coordinate names as dims.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: non-positive or non-integral ``shape``, non-finite ``lengths``,
+        unknown ``dtype`` / ``time_scheme``, missing or unknown constants, wrong array shapes.
     """
 
     #: Filled in by generated subclasses.
@@ -63,28 +89,39 @@ class GeneratedModel:
         dtype: str = "float64",
         time_scheme: str = "rk4",
         jit_compile: bool = True,
-        **values,
-    ):
-        ndim = len(self.coordinates)
-        self.shape = _per_axis(shape, 100, ndim, "shape", int)
-        self.lengths = _per_axis(lengths, 1.0, ndim, "lengths", float)
-        self.dx = tuple(L / n for L, n in zip(self.lengths, self.shape, strict=True))
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        self.dtype = dtype
-        if time_scheme not in TIME_SCHEMES:
-            raise ValueError(
-                f"time_scheme must be one of {sorted(TIME_SCHEMES)}, got {time_scheme!r}"
-            )
-        self.time_scheme = time_scheme
-        self.jit_compile = jit_compile
-        self._closures: dict[str, tuple[Callable, tuple[str, ...]]] = {}
-        self.trend_model = self._build_trend_model()
+        time_units: str | None = None,
+        length_units: str | None = None,
+        **values: Any,
+    ) -> None:
+        self._configure(shape, lengths, dtype, time_scheme, jit_compile, time_units, length_units)
         self._check_values(values)
         for name, value in values.items():
             self._set_value(name, value)
-        self._advance = tf.function(
-            self._advance_segments, jit_compile=jit_compile, reduce_retracing=True
+
+    def _configure(self, shape, lengths, dtype, time_scheme, jit_compile, time_units, length_units):
+        ndim = len(self.coordinates)
+        self.shape: tuple[int, ...] = per_axis(shape, ndim, "shape", "int", default=100)
+        self.lengths: tuple[float, ...] = per_axis(lengths, ndim, "lengths", "float", default=1.0)
+        self.dx = tuple(L / n for L, n in zip(self.lengths, self.shape, strict=True))
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.dtype = dtype
+        if time_scheme not in TIME_SCHEMES:
+            raise ValueError(
+                f"time_scheme: expected one of {sorted(TIME_SCHEMES)}, got {time_scheme!r}"
+            )
+        self.time_scheme = time_scheme
+        self.jit_compile = bool(jit_compile)
+        self.time_units = time_units
+        self.length_units = length_units
+        self._closures: dict[str, tuple[Callable, tuple[str, ...]]] = {}
+        self._loops: dict[str, Callable] = {}
+        self.trend_model = self._build_trend_model()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(shape={self.shape}, lengths={self.lengths}, "
+            f"dtype={self.dtype!r}, time_scheme={self.time_scheme!r})"
         )
 
     # -- construction ---------------------------------------------------------------
@@ -95,7 +132,7 @@ class GeneratedModel:
 
     @property
     def trend_layer(self) -> TrendLayer:
-        return self.trend_model.get_layer("trend")
+        return self.trend_model.get_layer(TREND_LAYER)
 
     def _build_trend_model(self) -> keras.Model:
         inputs = {
@@ -112,22 +149,35 @@ class GeneratedModel:
                 spacings=self.dx,
                 accuracy=self.accuracy,
                 output_names=[d[0] for d in derivs],
-                name=f"D_{name}",
+                name=f"pkfnet_D_{name}",
                 dtype=self.dtype,
             )
             fields.update(zip([d[0] for d in derivs], layer(tensor), strict=True))
-        trend = self.trend_layer_class(
+        layer = self.trend_layer_class(
             shape=self.shape,
             spacings=self.dx,
             accuracy=self.accuracy,
-            name="trend",
+            name=TREND_LAYER,
             dtype=self.dtype,
-        )(fields)
+        )
+        layer.model_settings = self._settings()
+        trend = layer(fields)
         outputs = {
-            name: keras.layers.Identity(name=f"trend_{name}", dtype=self.dtype)(trend[name])
+            name: keras.layers.Identity(name=f"pkfnet_trend_{name}", dtype=self.dtype)(trend[name])
             for name in self.prognostic_functions
         }
         return keras.Model(inputs=inputs, outputs=outputs, name=type(self).__name__)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "lengths": list(self.lengths),
+            "dtype": self.dtype,
+            "time_scheme": self.time_scheme,
+            "jit_compile": self.jit_compile,
+            "time_units": self.time_units,
+            "length_units": self.length_units,
+        }
 
     def _check_values(self, values: Mapping) -> None:
         expected = (*self.constants, *self.constant_functions)
@@ -144,13 +194,15 @@ class GeneratedModel:
                 "pass every constant and constant function by keyword"
             )
 
-    def _set_value(self, name: str, value) -> None:
+    def _set_value(self, name: str, value: Any) -> None:
         layer = self.trend_layer
         scalars = {**layer.constant_weights, **layer.scalar_weights}
         if name in scalars:
-            array = np.asarray(value, dtype=self.dtype)
+            array = real_array(value, f"constant '{name}'", self.dtype)
             if array.shape != ():
                 raise ValueError(f"constant '{name}' must be a scalar, got shape {array.shape}")
+            if not np.isfinite(array):
+                raise ValueError(f"constant '{name}' must be finite, got {float(array)}")
             scalars[name].assign(array)
         elif name in layer.field_weights:
             layer.field_weights[name].assign(self._field_value(name, value))
@@ -159,23 +211,34 @@ class GeneratedModel:
                 f"'{name}' is neither a constant nor a constant function of this model"
             )
 
-    def _field_value(self, name: str, value) -> np.ndarray:
-        array = np.asarray(value, dtype=self.dtype)
+    def _field_value(self, name: str, value: Any) -> np.ndarray:
         own = self.function_coordinates.get(name, self.coordinates)
-        if array.shape == self.shape or array.ndim == 0:
-            return np.broadcast_to(array, self.shape).copy()
+        label = f"constant function '{name}'({', '.join(own)})"
+        if isinstance(value, xr.DataArray):
+            if set(value.dims) != set(own):
+                raise ValueError(f"{label}: DataArray dims {value.dims} must be {own}")
+            value = value.transpose(*own).values
+        array = real_array(value, label, self.dtype)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{label}: values must be finite")
+        if array.ndim == 0:
+            return np.full(self.shape, array, dtype=self.dtype)
         own_shape = tuple(self.shape[self.coordinates.index(c)] for c in own)
         if array.shape != own_shape:
-            raise ValueError(
-                f"constant function '{name}'({', '.join(own)}) needs shape {own_shape} or the "
-                f"grid shape {self.shape}, got {array.shape}"
-            )
+            hint = ""
+            grid_order = tuple(c for c in self.coordinates if c in own)
+            if own != grid_order and array.shape == own_shape[::-1]:
+                hint = (
+                    f"; arrays are read in the function's own argument order ({', '.join(own)}),"
+                    " not the grid's: transpose it or pass an xarray.DataArray with named dims"
+                )
+            raise ValueError(f"{label} needs shape {own_shape}, got {array.shape}{hint}")
         order = [own.index(c) for c in self.coordinates if c in own]
         array = np.transpose(array, order)
         index = tuple(slice(None) if c in own else None for c in self.coordinates)
         return np.broadcast_to(array[index], self.shape).copy()
 
-    def set_constant(self, name: str, value) -> None:
+    def set_constant(self, name: str, value: Any) -> None:
         """Change a constant, trainable scalar or constant function after construction."""
         self._set_value(name, value)
 
@@ -185,7 +248,10 @@ class GeneratedModel:
         return {n: float(w.numpy()) for n, w in self.trend_layer.scalar_weights.items()}
 
     def get_constant(self, name: str) -> np.ndarray:
-        """Current value of a constant, trainable scalar or constant function."""
+        """Current value of a constant, trainable scalar or constant function.
+
+        Constant functions are returned in the model's coordinate order, grid-shaped.
+        """
         layer = self.trend_layer
         weights = {**layer.constant_weights, **layer.scalar_weights, **layer.field_weights}
         weight = weights.get(name)
@@ -218,6 +284,45 @@ class GeneratedModel:
         if bad:
             raise ValueError(f"closure '{name}': unknown input field(s) {bad}")
         self._closures[name] = (function, inputs)
+        self._loops.clear()
+
+    def fingerprint(self) -> dict[str, str]:
+        """Everything that determines this model's results, as strings (for file headers).
+
+        The generated source code (hash), grid, dtype, time scheme, and a hash of every
+        constant, constant field and trainable scalar value and of the plugged closure models'
+        weights. Two models with the same fingerprint compute the same numbers.
+        """
+        digest = hashlib.sha256()
+        for name in (*self.constants, *self.trainable_scalar_names, *self.constant_functions):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(self.get_constant(name)).tobytes())
+        for name, (function, inputs) in sorted(self._closures.items()):
+            digest.update(f"{name}{inputs}{type(function).__name__}".encode())
+            for weight in getattr(function, "weights", ()):
+                digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+        source = type(self).source()
+        return {
+            "model": type(self).__name__,
+            "model_source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "shape": " ".join(map(str, self.shape)),
+            "lengths": " ".join(repr(v) for v in self.lengths),
+            "dtype": self.dtype,
+            "time_scheme": self.time_scheme,
+            "stencil_accuracy": str(self.accuracy),
+            "values_sha256": digest.hexdigest(),
+        }
+
+    @classmethod
+    def source(cls) -> str:
+        """The generated module's source code (from the builder or the module file)."""
+        code = getattr(cls, "source_code", None)
+        if code:
+            return code
+        try:
+            return inspect.getsource(sys.modules[cls.__module__])
+        except (KeyError, OSError, TypeError):
+            return cls.equations_text or cls.__name__
 
     # -- trend and steps on tensors -------------------------------------------------
     def _exogenous(self, name: str, t, fields: Mapping) -> object:
@@ -251,7 +356,7 @@ class GeneratedModel:
 
         Parameters
         ----------
-        dt : time step (time units).
+        dt : time step (time units, finite and positive).
         steps : number of chained steps (a k-step rollout model for multi-step losses).
         return_sequence : return every step, stacked as (batch, steps, *grid) per field,
             instead of the last state only.
@@ -260,8 +365,8 @@ class GeneratedModel:
         the trend model's (trainable scalars) and those of the plugged closure models, so
         gradients flow through all of them and through the initial state.
         """
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        dt = finite_float(dt, "dt", "positive")
+        steps = positive_int(steps, "steps")
         inputs = {
             name: keras.Input(shape=self.shape, name=name, dtype=self.dtype)
             for name in self.prognostic_functions
@@ -287,54 +392,72 @@ class GeneratedModel:
 
         return tf.while_loop(lambda j, _: j < steps, body, (tf.constant(0), state))[1]
 
-    def _linearisation_inputs(self, state, vector, times):
-        times = np.asarray(times, dtype=float)
-        dt, indices = _saved_indices(times, None)
-        x, batched = self._state_tensors(state)
-        v, _ = self._state_tensors(vector)
-        return (
-            x,
-            v,
-            batched,
-            tf.constant(times[0], self.dtype),
-            tf.constant(dt, self.dtype),
-            int(indices[-1]),
-        )
+    def _linearisation_inputs(self, state, vector, times, label):
+        grid = time_grid(times)
+        x, batched = self._state_tensors(state, "state")
+        v, batched_v = self._state_tensors(vector, label)
+        if batched != batched_v or x[0].shape != v[0].shape:
+            raise ValueError(
+                f"{label}: shape {tuple(v[0].shape)} differs from the state's {tuple(x[0].shape)}"
+            )
+        t0, dt = tf.constant(grid.t0, self.dtype), tf.constant(grid.dt, self.dtype)
+        return x, v, batched, t0, dt, grid.steps
 
     def tangent_linear(
-        self, state: Mapping[str, np.ndarray], perturbation: Mapping[str, np.ndarray], times
+        self, state: Mapping[str, Any], perturbation: Mapping[str, Any], times: Sequence[float]
     ) -> dict[str, np.ndarray]:
         """Tangent-linear model M'(x) δx over ``times`` by forward-mode differentiation.
 
         ``state`` and ``perturbation`` are dicts of arrays shaped like the grid (or with a
         batch axis); returns δx at ``times[-1]`` as a dict of arrays.
+
+        Raises
+        ------
+        NonFiniteStateError
+            If the result is not finite (naming the field).
         """
-        x, v, batched, t0, dt, steps = self._linearisation_inputs(state, perturbation, times)
+        x, v, batched, t0, dt, steps = self._linearisation_inputs(
+            state, perturbation, times, "perturbation"
+        )
         with tf.autodiff.ForwardAccumulator(x, v) as accumulator:
             y = self._propagate(x, t0, dt, steps)
-        out = accumulator.jvp(y)
-        return {
-            n: _unbatch(o.numpy(), batched)
-            for n, o in zip(self.prognostic_functions, out, strict=True)
-        }
+        return self._outputs(accumulator.jvp(y), batched, "tangent_linear")
 
     def adjoint(
-        self, state: Mapping[str, np.ndarray], cotangent: Mapping[str, np.ndarray], times
+        self, state: Mapping[str, Any], cotangent: Mapping[str, Any], times: Sequence[float]
     ) -> dict[str, np.ndarray]:
         """Adjoint model M'(x)* δy over ``times`` by reverse-mode differentiation.
 
         ``cotangent`` is the sensitivity at ``times[-1]``; returns it pulled back to
         ``times[0]`` as a dict of arrays.
+
+        Raises
+        ------
+        NonFiniteStateError
+            If the result is not finite (naming the field).
         """
-        x, w, batched, t0, dt, steps = self._linearisation_inputs(state, cotangent, times)
+        x, w, batched, t0, dt, steps = self._linearisation_inputs(
+            state, cotangent, times, "cotangent"
+        )
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = self._propagate(x, t0, dt, steps)
-        out = tape.gradient(y, x, output_gradients=w)
-        return {
+        return self._outputs(tape.gradient(y, x, output_gradients=w), batched, "adjoint")
+
+    def _outputs(self, tensors, batched: bool, where: str) -> dict[str, np.ndarray]:
+        arrays = {
             n: _unbatch(o.numpy(), batched)
-            for n, o in zip(self.prognostic_functions, out, strict=True)
+            for n, o in zip(self.prognostic_functions, tensors, strict=True)
         }
+        for name, array in arrays.items():
+            if not np.isfinite(array).all():
+                raise NonFiniteStateError(
+                    f"{type(self).__name__}.{where}: field '{name}' is not finite "
+                    f"({np.count_nonzero(~np.isfinite(array))} of {array.size} values); check "
+                    "the inputs, the constants and the time step",
+                    field=name,
+                )
+        return arrays
 
     def save_weights(self, path: str) -> None:
         """Save trainable scalars, constants and plugged closure models (``*.weights.h5``)."""
@@ -344,157 +467,252 @@ class GeneratedModel:
         """Load weights saved by :meth:`save_weights` into this model (same closures plugged)."""
         self.step_model(1.0).load_weights(path)
 
-    def _advance_segments(self, state: tuple, t0, dt, segment_steps):
-        """Integrate ``segment_steps[i]`` steps after each saved state; return them stacked."""
-        count = segment_steps.shape[0]
-        arrays = tuple(tf.TensorArray(s.dtype, size=count, element_shape=s.shape) for s in state)
-
-        def segment(i, step, state, arrays):
-            stop = step + segment_steps[i]
-
-            def body(j, state):
-                t = t0 + tf.cast(j, dt.dtype) * dt
-                return j + 1, self.step_tensors(state, t, dt)
-
-            step, state = tf.while_loop(lambda j, _: j < stop, body, (step, state))
-            arrays = tuple(a.write(i, s) for a, s in zip(arrays, state, strict=True))
-            return i + 1, step, state, arrays
-
-        _, _, _, arrays = tf.while_loop(
-            lambda i, *_: i < count, segment, (tf.constant(0), tf.constant(0), state, arrays)
-        )
-        return tuple(a.stack() for a in arrays)
-
-    # -- public numpy API -----------------------------------------------------------
-    def trend(self, t: float, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # -- public numpy / xarray API ------------------------------------------------------
+    def trend(self, t: float, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Trend ∂t of every prognostic field for a state (arrays shaped like the grid,
-        or with a leading batch axis)."""
-        tensors, batched = self._state_tensors(state)
+        or with a leading batch axis).
+
+        Raises
+        ------
+        NonFiniteStateError
+            If a trend is not finite (naming the field).
+        """
+        tensors, batched = self._state_tensors(state, "state")
+        t = finite_float(t, "t")
         out = self.trend_tensors(tf.constant(t, self.dtype), tensors)
-        return {
-            n: _unbatch(v.numpy(), batched)
-            for n, v in zip(self.prognostic_functions, out, strict=True)
-        }
+        return self._outputs(out, batched, "trend")
 
     def forecast(
         self,
         times: Sequence[float],
-        state: Mapping[str, np.ndarray],
-        saved_times: Sequence[float] | None = None,
-    ) -> dict[float, dict[str, np.ndarray]]:
-        """Integrate ``state`` over the uniformly spaced ``times``.
+        state: Mapping[str, Any],
+        saved_times: Sequence[float] | float | None = None,
+    ) -> xr.Dataset:
+        """Integrate ``state`` over the uniformly spaced ``times`` in one compiled loop.
 
         Parameters
         ----------
         times : increasing, uniformly spaced times; the step is ``times[1] - times[0]``.
-        state : field name → array shaped like the grid, or (members, *grid) for an ensemble.
-        saved_times : times (among ``times``) at which the state is returned (default: all).
+        state : field name → array shaped like the grid (model coordinate order), or
+            ``(members, *grid)`` for an ensemble, or an ``xarray`` object with named dims
+            (e.g. ``ds.isel(time=-1)`` of an earlier forecast).
+        saved_times : strictly increasing times among ``times`` at which the state is kept
+            (default: all).
 
         Returns
         -------
-        dict saved time → {field: array}, arrays shaped like the input state.
+        xarray.Dataset
+            One variable per prognostic field, dims ``("time", [member,] *grid)`` with the
+            grid in CF order (``y, x``); coordinates with units; the model's constants and
+            constant fields; attributes saying how it was made (equations, scheme, ``dt``...).
+            ``ds["u"].sel(time=0.7)`` gives the state at t = 0.7.
 
         Raises
         ------
-        NonFiniteStateError naming the field and the first saved time where it is not finite.
+        ValueError
+            For bad times, saved times or states (naming the argument and field).
+        NonFiniteStateError
+            Naming the field and the first saved time where it is not finite; its ``partial``
+            attribute holds the forecast up to the last finite saved time.
         """
-        times = np.asarray(times, dtype=float)
-        dt, indices = _saved_indices(times, saved_times)
-        tensors, batched = self._state_tensors(state)
-        steps = np.diff(np.concatenate([[0], indices])).astype(np.int32)
-        stacked = self._advance(
-            tensors,
-            tf.constant(times[0], self.dtype),
-            tf.constant(dt, self.dtype),
-            tf.constant(steps),
-        )
-        arrays = {n: a.numpy() for n, a in zip(self.prognostic_functions, stacked, strict=True)}
-        self._check_finite(arrays, times[indices])
+        grid = time_grid(times, saved_times)
+        tensors, batched = self._state_tensors(state, "state")
+        if "states" not in self._loops:
+            self._loops["states"] = compile_loop(
+                self.step_tensors, lambda state: tuple(state), self.jit_compile
+            )
+        result = run_loop(self._loops["states"], tensors, grid, self.dtype)
+        arrays = {
+            n: a if batched else a[:, 0]
+            for n, a in zip(self.prognostic_functions, result.saved, strict=True)
+        }
+        written = len(next(iter(arrays.values())))
+        dataset = self._forecast_dataset(arrays, grid.saved_times[:written], grid.dt, batched)
+        if not result.finite:
+            self._raise_non_finite(dataset, grid.saved_times[:written])
+        return dataset
+
+    def state_at(self, dataset: xr.Dataset, time: float | None = None) -> dict[str, np.ndarray]:
+        """The prognostic fields of a forecast at one saved time, as model-order numpy arrays.
+
+        Parameters
+        ----------
+        dataset : xarray.Dataset
+            A result of :meth:`forecast`.
+        time : float, optional
+            A saved time of ``dataset`` (default: the last one).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``{field: grid array}`` (or ``(members, *grid)``) in the model's coordinate order,
+            ready for :meth:`forecast`, :meth:`trend` or :meth:`tangent_linear`.
+        """
+        snapshot = dataset.isel(time=-1) if time is None else dataset.sel(time=time)
         return {
-            float(times[idx]): {
-                n: _unbatch(arrays[n][k], batched) for n in self.prognostic_functions
-            }
-            for k, idx in enumerate(indices)
+            name: to_model_order(self, snapshot[name], name, (MEMBER_DIM,))
+            for name in self.prognostic_functions
         }
 
-    def save(self, path: str) -> None:
-        """Save the trend model (with constants and constant fields) as a ``.keras`` file."""
+    def _forecast_dataset(self, arrays, times, dt, batched) -> xr.Dataset:
+        return model_dataset(
+            self,
+            arrays,
+            times=times,
+            members=batched,
+            title=f"pkfnet forecast of {type(self).__name__}",
+            field_attrs={n: {"long_name": n, "units": "1"} for n in arrays},
+            dt=float(dt),
+        )
+
+    def _raise_non_finite(self, dataset: xr.Dataset, times: np.ndarray) -> None:
+        last = dataset.isel(time=-1)
+        bad = next(n for n in self.prognostic_functions if not np.isfinite(last[n].values).all())
+        partial = dataset.isel(time=slice(0, -1)) if len(times) > 1 else None
+        where = f"; the last finite saved state is at t = {times[-2]:g}" if len(times) > 1 else ""
+        raise NonFiniteStateError(
+            f"{type(self).__name__}.forecast: field '{bad}' is not finite at t = {times[-1]:g}"
+            f"{where} (kept in the error's .partial); reduce the time step (CFL) or check the "
+            "inputs",
+            field=bad,
+            time=float(times[-1]),
+            partial=partial,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Save the model (trend network, constants, settings and generated code) as ``.keras``.
+
+        Reload it with :func:`generator.load_model` (any process) to get the whole model back,
+        forecast included; ``keras.saving.load_model`` gives the bare trend network.
+        """
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(f"path: a saved model file ends with '.keras', got {path.name!r}")
         self.trend_model.save(path)
+        return path
+
+    @classmethod
+    def _restore(cls, settings: Mapping[str, Any]) -> GeneratedModel:
+        model = cls.__new__(cls)
+        model._configure(
+            settings["shape"],
+            settings["lengths"],
+            settings["dtype"],
+            settings["time_scheme"],
+            settings.get("jit_compile", True),
+            settings.get("time_units"),
+            settings.get("length_units"),
+        )
+        return model
 
     # -- checks -----------------------------------------------------------------------
-    def _state_tensors(self, state: Mapping[str, np.ndarray]) -> tuple[tuple, bool]:
+    def _state_tensors(self, state: Mapping[str, Any], label: str) -> tuple[tuple, bool]:
+        if isinstance(state, xr.Dataset):
+            state = {n: state[n] for n in self.prognostic_functions if n in state}
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{label}: expected a mapping of field name → array, got {state!r}")
         missing = [n for n in self.prognostic_functions if n not in state]
         extra = [n for n in state if n not in self.prognostic_functions]
         if missing or extra:
             raise ValueError(
-                f"state must hold exactly the prognostic fields {list(self.prognostic_functions)}"
+                f"{label} must hold exactly the prognostic fields {list(self.prognostic_functions)}"
                 + (f"; missing {missing}" if missing else "")
                 + (f"; unexpected {extra}" if extra else "")
             )
-        arrays = [np.asarray(state[n], dtype=self.dtype) for n in self.prognostic_functions]
+        arrays = [
+            real_array(
+                to_model_order(self, state[n], f"{label}['{n}']", (MEMBER_DIM,)),
+                f"{label}['{n}']",
+                self.dtype,
+            )
+            for n in self.prognostic_functions
+        ]
         batched = arrays[0].shape != self.shape
         for name, array in zip(self.prognostic_functions, arrays, strict=True):
-            if array.shape[int(batched) :] != self.shape:
+            if array.shape[int(batched) :] != self.shape or array.ndim != len(self.shape) + batched:
                 raise ValueError(
-                    f"field '{name}' has shape {array.shape}; expected the grid shape "
-                    f"{self.shape} or (members, *{self.shape})"
+                    f"{label}['{name}'] has shape {array.shape}; expected the grid shape "
+                    f"{self.shape} (coordinates {', '.join(self.coordinates)}) or "
+                    f"(members, *{self.shape})"
                 )
         if len({a.shape for a in arrays}) > 1:
-            raise ValueError(f"fields have different shapes: {[a.shape for a in arrays]}")
+            raise ValueError(
+                f"{label}: fields have different shapes "
+                f"{ {n: a.shape for n, a in zip(self.prognostic_functions, arrays, strict=True)} }"
+            )
+        for name, array in zip(self.prognostic_functions, arrays, strict=True):
+            if not np.isfinite(array).all():
+                raise ValueError(
+                    f"{label}['{name}']: {np.count_nonzero(~np.isfinite(array))} values are not "
+                    "finite"
+                )
         tensors = tuple(tf.constant(a if batched else a[None]) for a in arrays)
         return tensors, batched
-
-    def _check_finite(self, arrays: Mapping[str, np.ndarray], saved: np.ndarray) -> None:
-        for k, t in enumerate(saved):
-            for name in self.prognostic_functions:
-                if not np.isfinite(arrays[name][k]).all():
-                    last = f"; the last finite saved state is at t = {saved[k - 1]:g}" if k else ""
-                    raise NonFiniteStateError(
-                        f"{type(self).__name__}.forecast: field '{name}' is not finite at "
-                        f"t = {t:g}{last}; reduce the time step (CFL) or check the inputs"
-                    )
-
-
-def _per_axis(value, default, ndim: int, label: str, kind) -> tuple:
-    if value is None:
-        return (kind(default),) * ndim
-    if np.isscalar(value):
-        value = (value,)
-    value = tuple(kind(v) for v in value)
-    if len(value) != ndim:
-        raise ValueError(f"{label} {value} must have one entry per coordinate ({ndim})")
-    if any(v <= 0 for v in value):
-        raise ValueError(f"{label} {value} must be positive")
-    return value
-
-
-def _saved_indices(times: np.ndarray, saved_times) -> tuple[float, np.ndarray]:
-    if times.ndim != 1 or times.size < 1:
-        raise ValueError(f"times must be a non-empty 1D sequence, got shape {times.shape}")
-    if times.size == 1:
-        dt = 0.0
-    else:
-        steps = np.diff(times)
-        dt = float(steps[0])
-        if dt <= 0 or not np.allclose(steps, dt, rtol=1e-9, atol=0):
-            raise ValueError("times must be increasing and uniformly spaced")
-    if saved_times is None:
-        return dt, np.arange(times.size)
-    saved = np.atleast_1d(np.asarray(saved_times, dtype=float))
-    if dt == 0.0:
-        indices = np.zeros(saved.size, dtype=int)
-    else:
-        indices = np.rint((saved - times[0]) / dt).astype(int)
-    bad = (indices < 0) | (indices >= times.size)
-    bad |= ~np.isclose(
-        times[np.clip(indices, 0, times.size - 1)], saved, rtol=1e-9, atol=1e-12 * max(1.0, abs(dt))
-    )
-    if bad.any():
-        raise ValueError(f"saved times {saved[bad].tolist()} are not among the forecast times")
-    if np.any(np.diff(indices) < 0):
-        raise ValueError("saved_times must be increasing")
-    return dt, indices
 
 
 def _unbatch(array: np.ndarray, batched: bool) -> np.ndarray:
     return array if batched else array[0]
+
+
+def load_model(path: str | Path, safe_mode: bool = True) -> GeneratedModel:
+    """Reload a model saved by :meth:`GeneratedModel.save`, in this or another process.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.keras`` file written by :meth:`GeneratedModel.save`.
+    safe_mode : bool, default True
+        The file holds the generated module's source. When its class was not generated in this
+        process, ``safe_mode=True`` refuses to run that code (rebuild the class from the same
+        equations with ``NNModelBuilder(...).build()`` first, then load); ``safe_mode=False``
+        runs it — only for files you trust, like ``keras.saving.load_model(safe_mode=False)``.
+
+    Returns
+    -------
+    GeneratedModel
+        An instance of the generated class with the saved grid, settings and weights (plugged
+        closure models are not part of the file: plug them again and use
+        :meth:`GeneratedModel.load_weights`).
+
+    Raises
+    ------
+    ValueError
+        If the file was not written by :meth:`GeneratedModel.save`, or its class is unknown in
+        safe mode.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a saved pkfnet model ({err})") from None
+    layer = next(
+        (
+            item
+            for item in config.get("config", {}).get("layers", [])
+            if item.get("config", {}).get("name") == TREND_LAYER
+        ),
+        None,
+    )
+    if layer is None or "source" not in layer["config"]:
+        raise ValueError(f"{path}: not written by GeneratedModel.save (no generated trend layer)")
+    registered = f"{layer['module'] if 'module' in layer else ''}"
+    key = layer.get("registered_name") or registered
+    trend_class = keras.saving.get_registered_object(key)
+    if trend_class is None:
+        if safe_mode:
+            raise ValueError(
+                f"{path}: its model class {layer['class_name']!r} ({key}) was not generated in "
+                "this process; rebuild it from the same equations with NNModelBuilder(...)"
+                ".build() before loading, or pass safe_mode=False to run the generated code "
+                "stored in the file (only for files you trust)"
+            )
+        from .builder import execute_module
+
+        execute_module(layer["config"]["source"], layer["class_name"].removesuffix("Trend"))
+        trend_class = keras.saving.get_registered_object(key)
+    model_class = trend_class.model_class
+    model = model_class._restore(layer["config"]["model_settings"])
+    loaded = keras.saving.load_model(path)
+    model.trend_model.set_weights(loaded.get_weights())
+    return model

@@ -16,7 +16,24 @@ __all__ = ["KerasOpsPrinter", "trend_code_lines"]
 
 
 class KerasOpsPrinter(StrPrinter):
-    """sympy printer emitting Python expressions over tensors (``ops`` = ``keras.ops``)."""
+    """sympy printer emitting Python expressions over tensors (``ops`` = ``keras.ops``).
+
+    Numbers stay exact in the model's dtype: integers and rationals print as Python
+    arithmetic (``3/4``), every other number without symbols (``sin(2)``, ``sqrt(2)``,
+    ``log(3)``, ``pi``) is evaluated by sympy to 30 digits and printed as the nearest double,
+    so that no float32 op ever computes it.
+    """
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sympy.Basic) and expr.is_number and not expr.is_Rational:
+            value = sympy.N(expr, 30)
+            if not value.is_real:
+                raise ValueError(f"complex constant {expr} in an equation; fields are real")
+            if not value.is_finite:
+                raise ValueError(f"non-finite constant {expr} in an equation")
+            text = repr(float(value))
+            return f"({text})" if text.startswith("-") else text
+        return super()._print(expr, **kwargs)
 
     def _print_Function(self, expr):
         op = SUPPORTED_FUNCTIONS.get(type(expr))

@@ -6,12 +6,14 @@ multi-dimensional (mixed) stencils are tensor products of the 1D ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 import sympy
 
-__all__ = ["stencil_half_width", "stencil_weights", "derivative_kernel"]
+__all__ = ["apply_stencils", "derivative_kernel", "stencil_half_width", "stencil_weights"]
 
 
 def stencil_half_width(order: int, accuracy: int) -> int:
@@ -93,3 +95,59 @@ def _check_order_accuracy(order: int, accuracy: int) -> None:
         raise ValueError(f"derivative order must be a non-negative integer, got {order!r}")
     if not isinstance(accuracy, (int, np.integer)) or accuracy < 2 or accuracy % 2:
         raise ValueError(f"accuracy must be an even integer >= 2, got {accuracy!r}")
+
+
+def apply_stencils(
+    field: Any,
+    kernels: Sequence[np.ndarray],
+    roll: Callable[..., Any],
+    first_axis: int,
+) -> list:
+    """All centred stencils of one periodic field, as weighted sums of shifted copies.
+
+    The one stencil application of pkfnet: the generated Keras layers call it with
+    ``keras.ops.roll`` on ``(batch, *grid)`` tensors, the numpy closure fits with
+    ``numpy.roll`` on ``(..., *grid)`` arrays, so both evaluate exactly the same sums.
+
+    Parameters
+    ----------
+    field : array or tensor whose grid axes are ``first_axis, ..., first_axis + d - 1``.
+    kernels : stencils from :func:`derivative_kernel`, each ``(2 r_0 + 1, ..., 2 r_{d-1} + 1)``,
+        already divided by the grid spacings.
+    roll : ``roll(array, shift, axis)`` of the backend (``numpy.roll``, ``keras.ops.roll``).
+    first_axis : index of the first grid axis.
+
+    Returns
+    -------
+    list, one array/tensor shaped like ``field`` per kernel (zeros for an all-zero kernel).
+
+    Each shifted copy is made once and shared by every kernel that uses it; a diagonal shift is
+    composed from one-axis rolls of an already shifted copy.
+
+    Examples
+    --------
+    >>> f = np.array([0.0, 1.0, 4.0, 9.0])
+    >>> apply_stencils(f, [derivative_kernel((2,), (1.0,))], np.roll, 0)[0]
+    array([ 10.,   2.,   2., -14.])
+    """
+    ndim = len(kernels[0].shape) if kernels else 0
+    shifted: dict[tuple[int, ...], Any] = {(0,) * ndim: field}
+
+    def view(offset: tuple[int, ...]) -> Any:
+        if offset not in shifted:
+            axis = max(a for a in range(ndim) if offset[a])
+            previous = offset[:axis] + (0,) * (ndim - axis)
+            shifted[offset] = roll(view(previous), -offset[axis], first_axis + axis)
+        return shifted[offset]
+
+    outputs = []
+    for kernel in kernels:
+        half = [n // 2 for n in kernel.shape]
+        total = None
+        for position in zip(*np.nonzero(kernel), strict=True):
+            weight = float(kernel[position])
+            offset = tuple(int(p) - h for p, h in zip(position, half, strict=True))
+            term = weight * view(offset)
+            total = term if total is None else total + term
+        outputs.append(total if total is not None else 0.0 * field)
+    return outputs

@@ -25,8 +25,11 @@ class TrainableScalar(sympy.Symbol):
     """
 
     def __new__(cls, name: str, init: float = 0.0, trainable: bool = True, **assumptions):
+        from .validation import finite_float
+
+        init = finite_float(init, f"TrainableScalar {name!r}: init")
         obj = sympy.Symbol.__xnew__(cls, name, real=True, **assumptions)
-        obj.init = float(init)
+        obj.init = init
         obj.trainable = bool(trainable)
         return obj
 

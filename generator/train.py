@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from .validation import finite_float, positive_int, real_array
+
 __all__ = ["fit_one_step", "fit_rollout", "repeat_fits"]
 
 Arrays = Mapping[str, np.ndarray]
@@ -67,6 +69,11 @@ def _fit(
     progress: bool = True,
 ) -> dict:
     names = model.prognostic_functions
+    dt = finite_float(dt, "dt", "positive")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    learning_rate = finite_float(learning_rate, "learning_rate", "positive")
+    decay = finite_float(decay, "decay", "positive")
     x = _check_arrays(inputs, names, "inputs", model.dtype)
     y = _check_arrays(targets, names, "targets", model.dtype)
     samples = len(x[names[0]])
@@ -165,4 +172,11 @@ def _check_arrays(arrays: Arrays, names: Sequence[str], label: str, dtype: str) 
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"{label} lack field(s) {missing}; expected {list(names)}")
-    return {n: np.asarray(arrays[n], dtype=dtype) for n in names}
+    checked = {}
+    for name in names:
+        array = real_array(arrays[name], f"{label}['{name}']", dtype)
+        bad = np.count_nonzero(~np.isfinite(array))
+        if bad:
+            raise ValueError(f"{label}['{name}']: {bad} values are not finite")
+        checked[name] = array
+    return checked

@@ -17,12 +17,16 @@ from itertools import combinations
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
+from generator.analysis import PDESystem
 from pkf.forms import FORMS, TensorForm, field_forms, relation
 from pkf.identities import ExpectationReducer, binomial, sub_indices
 from pkf.naming import FieldSymbols, NameRegistry, build_field_symbols, identifier
 from pkf.quasi_gaussian import QuasiGaussianClosure, quasi_gaussian_closure
 
-__all__ = ["SymbolicPKF"]
+__all__ = ["MAX_DIMENSION", "SymbolicPKF"]
+
+#: Most spatial coordinates a PKF system may have (the PKF is derived in 1D, 2D and 3D).
+MAX_DIMENSION = 3
 
 MultiIndex = tuple[int, ...]
 Atom = tuple[int, MultiIndex]  # (field index, derivative multi-index)
@@ -47,9 +51,28 @@ class SymbolicPKF:
     equations : sympy.Eq or iterable of sympy.Eq
         ``Eq(Derivative(u(t, x, ...), t), rhs)`` for each prognostic field; the time
         variable is the symbol differentiated on the left-hand side (any name, any argument
-        position), the other arguments are the spatial coordinates.  Functions without the
-        time argument are constant fields, free symbols are constants.  An object with an
-        ``equations`` attribute (e.g. a generator system) is accepted too.
+        position), the other arguments are the 1 to 3 spatial coordinates (see
+        :data:`MAX_DIMENSION`).  Functions without the time argument are constant fields,
+        free symbols are constants.  An object with an ``equations`` attribute (e.g. a
+        generator system) is accepted too.
+
+    Raises
+    ------
+    ValueError
+        One line naming the equation (counted from 1 in the order given): the system is
+        first analysed by :meth:`generator.analysis.PDESystem.from_equations` (its errors
+        come unchanged), then refused if an equation is diagnostic (no time derivative on
+        the left), if the prognostic fields do not all have the same arguments in the same
+        order, or if there are fewer than 1 or more than 3 spatial coordinates.
+
+    Notes
+    -----
+    The result does not depend on the order of the equations: the fields are taken in the
+    sorted order of their names (Python string order, so ``"A" < "B" < "a"``).
+    :attr:`fields`, the cross-covariances ``V_AB`` (named with ``A < B``), the unclosed cross
+    terms ``E[eps_A d^c eps_B]`` (derivatives on the later field ``B``), :attr:`unclosed_terms`
+    and the derived equations (means, then variances, cross-covariances and tensors, each
+    group in field order) all follow this order.
 
     Examples
     --------
@@ -63,46 +86,56 @@ class SymbolicPKF:
     """
 
     def __init__(self, equations: sp.Eq | Iterable[sp.Eq]) -> None:
-        self._equations = _as_equation_list(equations)
-        self._parse()
+        self._parse(_as_equation_list(equations))
         self._closures: dict[sp.Expr, sp.Expr] = {}
         self._cov_cache: dict[tuple, sp.Expr] = {}
         self._sqrt_cache: dict[tuple[int, MultiIndex], sp.Expr] = {}
         self._form_cache: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}
 
     # -- parsing ---------------------------------------------------------------------------
-    def _parse(self) -> None:
-        means, times = [], set()
-        for k, eq in enumerate(self._equations):
-            lhs = eq.lhs
-            if not (
-                isinstance(lhs, sp.Derivative)
-                and isinstance(lhs.expr, AppliedUndef)
-                and len(lhs.variable_count) == 1
-                and lhs.variable_count[0][1] == 1
-            ):
+    def _parse(self, equations: list[sp.Eq]) -> None:
+        """Validate the system (generator analysis, then the PKF's own requirements) and set
+        up the fields in sorted name order."""
+        system = PDESystem.from_equations(equations)
+        for k, eq in enumerate(equations, 1):
+            if not isinstance(eq.lhs, sp.Derivative):
                 raise ValueError(
-                    f"equation {k}: left-hand side {lhs} is not d(f)/dt of a field f(t, x, ...)"
+                    f"equation {k}: {eq} is a diagnostic equation; the PKF needs one evolution "
+                    f"equation Eq(Derivative(f({system.time}, ...), {system.time}), rhs) per "
+                    f"field: substitute {eq.lhs} into the other equations"
                 )
-            times.add(lhs.variables[0])
-            means.append(lhs.expr)
-        if len(times) != 1:
-            raise ValueError(f"equations differentiate in several times: {sorted(map(str, times))}")
-        self.time: sp.Symbol = times.pop()
+        means = [eq.lhs.expr for eq in equations]
         self._args = means[0].args
-        for k, mean in enumerate(means):
+        for k, mean in enumerate(means, 1):
             if mean.args != self._args:
                 raise ValueError(
-                    f"equation {k}: {mean} has arguments {mean.args}, equation 0 has {self._args}"
+                    f"equation {k}: {mean} has arguments {mean.args}, equation 1 has "
+                    f"{self._args}; give every prognostic field the same arguments, in the "
+                    "same order"
                 )
+        self.time: sp.Symbol = system.time
         self.coordinates: tuple[sp.Symbol, ...] = tuple(a for a in self._args if a != self.time)
-        if not all(isinstance(c, sp.Symbol) for c in self.coordinates):
-            raise ValueError(f"arguments of {means[0]} must be symbols")
+        if not 1 <= len(self.coordinates) <= MAX_DIMENSION:
+            raise ValueError(
+                f"equation 1: {means[0]} has {len(self.coordinates)} spatial coordinates "
+                f"({', '.join(map(str, self.coordinates)) or 'none'}); the PKF is derived in "
+                f"1 to {MAX_DIMENSION} dimensions: give the fields 1 to {MAX_DIMENSION} "
+                "coordinates besides the time"
+            )
+        order = sorted(range(len(equations)), key=lambda k: means[k].func.__name__)
+        self._equations = [equations[k] for k in order]
+        self._numbers = [k + 1 for k in order]  # 1-based position in the user's list
+        means = [means[k] for k in order]
         names = [m.func.__name__ for m in means]
-        for k, name in enumerate(names):
-            if names.index(name) != k:
-                raise ValueError(f"equation {k}: field {name!r} has two equations")
-        taken = {name for name in names}
+        self._index = {m.func: k for k, m in enumerate(means)}
+        for eq, number in zip(self._equations, self._numbers, strict=True):
+            for f in eq.rhs.atoms(AppliedUndef):
+                if f.func in self._index and f.args != self._args:
+                    raise ValueError(
+                        f"equation {number}: {f} must be written with the arguments of its "
+                        f"equation, {f.func(*self._args)}"
+                    )
+        taken = set(names)
         for eq in self._equations:
             taken |= {f.func.__name__ for f in eq.atoms(AppliedUndef)}
             taken |= {str(s) for s in eq.free_symbols}
@@ -119,7 +152,6 @@ class SymbolicPKF:
             )(*self._args)
             for i, j in combinations(range(len(names)), 2)
         }
-        self._index = {m.func: k for k, m in enumerate(means)}
         self._reducer = ExpectationReducer(
             self._field_list, self.coordinates, self._covariances, self._registry
         )
@@ -207,7 +239,13 @@ class SymbolicPKF:
                     f"set_closure: {term} is not an unclosed term of this system; "
                     f"unclosed terms: {self.unclosed_terms}"
                 )
-            self._closures[slots[term]] = sp.sympify(expr)
+            try:  # strict: text is never evaluated as code
+                self._closures[slots[term]] = sp.sympify(expr, strict=True)
+            except sp.SympifyError:
+                raise ValueError(
+                    f"set_closure: the closure of {term} is {type(expr).__name__} {expr!r}; give "
+                    "a sympy expression or a number (text is not parsed)"
+                ) from None
 
     def quasi_gaussian_closure(self, term: sp.Expr, prefix: str = "a") -> QuasiGaussianClosure:
         """Quasi-Gaussian proposal (aspect form) for an unclosed term E[eps_u d^alpha eps_u].
@@ -270,19 +308,19 @@ class SymbolicPKF:
         """Per equation: the rhs, its first and second derivatives in the field atoms."""
         result = []
         symbols: dict[Atom, sp.Dummy] = {}
-        for k, eq in enumerate(self._equations):
+        for eq, number in zip(self._equations, self._numbers, strict=True):
             rhs = eq.rhs
             if any(not isinstance(d.expr, AppliedUndef) for d in rhs.atoms(sp.Derivative)):
                 rhs = rhs.doit()
-            atoms = self._field_atoms(k, rhs)
+            atoms = self._field_atoms(rhs)
             for key in atoms.values():
                 symbols.setdefault(key, sp.Dummy(f"z{key[0]}_{''.join(map(str, key[1]))}"))
             forward = {atom: symbols[key] for atom, key in atoms.items()}
             back = {symbols[key]: atom for atom, key in atoms.items()}
             rhs_z = rhs.xreplace(forward)
             stray = [f for f in rhs_z.atoms(AppliedUndef) if f.func in self._index]
-            if stray:
-                raise ValueError(f"equation {k}: cannot linearise around {stray[0]}")
+            if stray:  # pragma: no cover - the generator's analysis refuses such arguments
+                raise ValueError(f"equation {number}: cannot linearise around {stray[0]}")
             keys = sorted(set(atoms.values()))
             first, second = {}, {}
             for a, key_a in enumerate(keys):
@@ -297,24 +335,18 @@ class SymbolicPKF:
             result.append((rhs, first, second))
         return result
 
-    def _field_atoms(self, k: int, rhs: sp.Expr) -> dict[sp.Expr, Atom]:
+    def _field_atoms(self, rhs: sp.Expr) -> dict[sp.Expr, Atom]:
+        """The prognostic fields and their derivatives in ``rhs`` (checked by _parse)."""
         atoms: dict[sp.Expr, Atom] = {}
         for d in rhs.atoms(sp.Derivative):
             if d.expr.func not in self._index:
                 continue
             alpha = [0] * len(self.coordinates)
             for var, count in d.variable_count:
-                if var not in self.coordinates:
-                    raise ValueError(
-                        f"equation {k}: derivative of {d.expr} in {var}, "
-                        f"which is not a spatial coordinate {self.coordinates}"
-                    )
                 alpha[self.coordinates.index(var)] += int(count)
             atoms[d] = (self._index[d.expr.func], tuple(alpha))
         for f in rhs.atoms(AppliedUndef):
             if f.func in self._index:
-                if f.args != self._args:
-                    raise ValueError(f"equation {k}: {f} must have arguments {self._args}")
                 atoms[f] = (self._index[f.func], (0,) * len(self.coordinates))
         return atoms
 
@@ -488,14 +520,9 @@ def _replace_functions(expr: sp.Expr, replacement: Mapping[sp.Expr, sp.Expr]) ->
 
 
 def _as_equation_list(equations) -> list[sp.Eq]:
+    """One equation, an iterable of them, or an object with an ``equations`` attribute."""
     if isinstance(equations, sp.Eq):
         return [equations]
     if hasattr(equations, "equations"):
         equations = equations.equations
-    result = list(equations)
-    if not result:
-        raise ValueError("SymbolicPKF needs at least one equation")
-    for k, eq in enumerate(result):
-        if not isinstance(eq, sp.Eq):
-            raise ValueError(f"equation {k}: {eq!r} is not a sympy Eq")
-    return result
+    return list(equations)

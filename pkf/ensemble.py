@@ -10,13 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from .statistics import MomentAccumulator, MomentKey, Moments, moment_keys
+from generator.conventions import MEMBER_DIM
+from generator.results import model_dataset, to_model_order
+from generator.validation import positive_int, real_array
+
+from .statistics import (
+    MomentAccumulator,
+    MomentKey,
+    Moments,
+    aspect_from_metric,
+    length_scale_from_metric,
+    moment_keys,
+    variance_estimator,
+)
 
 __all__ = ["EnsembleForecast", "EnsembleResult", "chunk_sizes"]
 
@@ -52,19 +66,23 @@ def chunk_sizes(members: int, max_chunk: int) -> tuple[int, ...]:
 
 @dataclass
 class EnsembleResult:
-    """Statistics of an ensemble forecast at the saved times (time is the first axis).
+    """Statistics of an ensemble forecast at the saved times.
 
     Attributes
     ----------
+    model : GeneratedModel
+        The model that was run (gives the grid, names and metadata of :meth:`to_dataset`).
     times : numpy.ndarray
         ``(n_saved,)`` saved model times.
     accumulator : MomentAccumulator
-        The merged moments, state shape ``(n_saved, *grid)``; merge it with the accumulator
-        of another run over other members (same times) to pool ensembles.
+        The merged moments, state shape ``(n_saved, *grid)`` (grid in model order); merge it
+        with the accumulator of another run over other members (same times) to pool
+        ensembles, see :meth:`merge`.
     members : dict of str to numpy.ndarray or None
-        ``{field: (n_saved, members, *grid)}`` when the forecast saved its members.
+        ``{field: (n_saved, members, *grid)}`` (model order) when the forecast saved them.
     """
 
+    model: Any
     times: np.ndarray
     accumulator: MomentAccumulator
     members: dict[str, np.ndarray] | None = None
@@ -79,48 +97,87 @@ class EnsembleResult:
         """Number of members."""
         return self.accumulator.count
 
-    def mean(self, name: str | None = None) -> np.ndarray:
-        """Ensemble mean, ``(n_saved, *grid)``."""
-        return self.accumulator.mean(name)
+    def merge(self, other: EnsembleResult) -> EnsembleResult:
+        """The statistics of both ensembles pooled (same model, times and fields; exact)."""
+        if not np.array_equal(other.times, self.times):
+            raise ValueError("other: the two ensembles were saved at different times")
+        pooled = MomentAccumulator(self.accumulator.spacing, self.fields)
+        pooled.merge(self.accumulator).merge(other.accumulator)
+        return EnsembleResult(self.model, self.times, pooled)
 
-    def variance(self, name: str | None = None) -> np.ndarray:
-        """Population variance ``V``, ``(n_saved, *grid)``."""
-        return self.accumulator.variance(name)
+    def to_dataset(self, ddof: int = 0) -> xr.Dataset:
+        """The ensemble statistics as a CF-labelled ``xarray.Dataset``.
 
-    def metric(self, name: str | None = None) -> np.ndarray:
-        """Metric tensor ``g_ij``, ``(n_saved, ndim, ndim, *grid)``, 1 / length**2."""
-        return np.moveaxis(self.accumulator.metric(name), 2, 0)
+        Variables (named like the PKF fields of :class:`pkf.SymbolicPKF`, so that a PKF
+        forecast and an ensemble compare name by name), each ``(time, *grid)`` in CF order:
 
-    def aspect(self, name: str | None = None) -> np.ndarray:
-        """Aspect tensor ``s = g^-1``, ``(n_saved, ndim, ndim, *grid)``, length**2."""
-        return np.moveaxis(self.accumulator.aspect(name), 2, 0)
+        * ``u`` — ensemble mean of field ``u``;
+        * ``V_u`` — error variance (``ddof=0``: population, divisor N, the papers' estimator;
+          ``ddof=1``: unbiased, divisor N − 1; the ``variance_estimator`` attribute says which);
+        * ``g_u_xy``, ``s_u_xy``, ``nu_u_xy`` — metric, aspect (``s = g⁻¹``) and diffusion
+          (``ν = s / 2``) tensor components for each coordinate pair ``x <= y`` (upper
+          triangle), from centred differences of the normalised errors;
+        * ``L_u_x`` — length-scale along each axis, ``1 / sqrt(g_xx)``;
+        * ``V_uv`` and ``rho_uv`` — cross-covariance and cross-correlation of each field pair
+          (in field order);
+        * ``u_members`` — the members ``(time, member, *grid)``, when they were saved.
+        """
+        model, accumulator = self.model, self.accumulator
+        coordinates = tuple(model.coordinates)
+        ndim = len(coordinates)
+        fields: dict[str, np.ndarray] = {}
+        attrs: dict[str, dict[str, str]] = {}
 
-    def diffusion(self, name: str | None = None) -> np.ndarray:
-        """Diffusion tensor ``nu = g^-1 / 2``, ``(n_saved, ndim, ndim, *grid)``, length**2."""
-        return np.moveaxis(self.accumulator.diffusion(name), 2, 0)
+        def put(name: str, values: np.ndarray, long_name: str) -> None:
+            fields[name] = values
+            attrs[name] = {"long_name": long_name, "units": "1"}
 
-    def length_scale(self, name: str | None = None) -> np.ndarray:
-        """Length-scale along each axis ``1 / sqrt(g_ii)``, ``(n_saved, ndim, *grid)``."""
-        return np.moveaxis(self.accumulator.length_scale(name), 1, 0)
-
-    def cross_covariance(self, first: str, second: str) -> np.ndarray:
-        """Cross-covariance ``V_ab``, ``(n_saved, *grid)``."""
-        return self.accumulator.cross_covariance(first, second)
-
-    def cross_correlation(self, first: str, second: str) -> np.ndarray:
-        """Cross-correlation ``V_ab / sqrt(V_a V_b)``, ``(n_saved, *grid)``."""
-        return self.accumulator.cross_correlation(first, second)
-
-    def statistics(self, name: str | None = None) -> dict[str, np.ndarray]:
-        """``mean``, ``variance``, ``metric``, ``aspect``, ``diffusion``, ``length_scale``."""
-        return {
-            "mean": self.mean(name),
-            "variance": self.variance(name),
-            "metric": self.metric(name),
-            "aspect": self.aspect(name),
-            "diffusion": self.diffusion(name),
-            "length_scale": self.length_scale(name),
-        }
+        for f in self.fields:
+            put(f, accumulator.mean(f), f"ensemble mean of {f}")
+            put(f"V_{f}", accumulator.variance(f, ddof=ddof), f"error variance of {f}")
+            metric = accumulator.metric(f)
+            aspect = aspect_from_metric(metric)
+            for i in range(ndim):
+                for j in range(i, ndim):
+                    pair = coordinates[i] + coordinates[j]
+                    put(f"g_{f}_{pair}", metric[i, j], f"metric tensor g_{pair} of {f}")
+                    put(f"s_{f}_{pair}", aspect[i, j], f"aspect tensor s_{pair} of {f}")
+                    put(f"nu_{f}_{pair}", aspect[i, j] / 2, f"diffusion tensor nu_{pair} of {f}")
+            lengths = length_scale_from_metric(metric)
+            for i, c in enumerate(coordinates):
+                put(f"L_{f}_{c}", lengths[i], f"correlation length-scale of {f} along {c}")
+        for a, b in combinations(self.fields, 2):
+            put(
+                f"V_{a}{b}",
+                accumulator.cross_covariance(a, b, ddof=ddof),
+                f"error cross-covariance of {a} and {b}",
+            )
+            put(f"rho_{a}{b}", accumulator.cross_correlation(a, b), f"cross-correlation {a} {b}")
+        dataset = model_dataset(
+            model,
+            fields,
+            times=self.times,
+            title=f"pkfnet ensemble statistics of {type(model).__name__}",
+            field_attrs=attrs,
+            members=False,
+            ensemble_size=self.count,
+            variance_estimator=variance_estimator(ddof),
+            metric_estimator="second-order centred periodic differences of normalised errors",
+        )
+        if self.members is not None:
+            for f, values in self.members.items():
+                member = model_dataset(
+                    model,
+                    {f"{f}_members": values},
+                    times=self.times,
+                    members=True,
+                    title="",
+                    constants=False,
+                )
+                dataset[f"{f}_members"] = member[f"{f}_members"].assign_attrs(
+                    long_name=f"ensemble members of {f}", units="1"
+                )
+        return dataset
 
 
 class EnsembleForecast:
@@ -164,8 +221,8 @@ class EnsembleForecast:
     >>> errors = sample_errors(64, 1.0, members=50, correlation=0.1, seed=0)
     >>> result = EnsembleForecast(model, members=50, progress=False).run(
     ...     np.arange(11) * 0.01, {"u": errors}, saved_times=[0.0, 0.1])
-    >>> result.aspect("u").shape
-    (2, 1, 1, 64)
+    >>> result.to_dataset()["s_u_xx"].shape  # (time, x): aspect tensor at the saved times
+    (2, 64)
     """
 
     def __init__(
@@ -179,14 +236,11 @@ class EnsembleForecast:
         save_members: bool = False,
         progress: bool = True,
     ) -> None:
-        if int(members) != members or members < 1:
-            raise ValueError(f"members: expected a positive integer, got {members}")
-        if memory_budget <= 0:
-            raise ValueError(
-                f"memory_budget: expected a positive number of bytes, got {memory_budget}"
-            )
+        self.members = positive_int(members, "members")
+        memory_budget = positive_int(memory_budget, "memory_budget")
+        if cache_budget is not None:
+            cache_budget = positive_int(cache_budget, "cache_budget")
         self.model = model
-        self.members = int(members)
         self.fields = tuple(model.prognostic_functions)
         self.shape = tuple(model.shape)
         self.ndim = len(self.shape)
@@ -196,7 +250,7 @@ class EnsembleForecast:
         self.save_members = bool(save_members)
         self.progress = bool(progress)
         self._chunks = chunks
-        self._compiled: dict[tuple[bool, bool], Callable] = {}
+        self._compiled: Callable | None = None
 
     def __repr__(self) -> str:
         return (
@@ -221,10 +275,8 @@ class EnsembleForecast:
             largest = max(1, budget // self.member_bytes(n_saved))
             return chunk_sizes(self.members, largest)
         if np.isscalar(chunks):
-            if int(chunks) < 1:
-                raise ValueError(f"chunks: expected a positive chunk size, got {chunks}")
-            return chunk_sizes(self.members, int(chunks))
-        sizes = tuple(int(c) for c in chunks)
+            return chunk_sizes(self.members, positive_int(chunks, "chunks"))
+        sizes = tuple(positive_int(c, "chunks") for c in chunks)
         if any(c < 1 for c in sizes) or sum(sizes) != self.members:
             raise ValueError(
                 f"chunks: expected positive sizes summing to members={self.members}, got {sizes}"
@@ -232,72 +284,45 @@ class EnsembleForecast:
         return sizes
 
     # -- compiled loop ------------------------------------------------------------------
-    def _loop(self, save_members: bool, padded: bool) -> Callable:
-        if (save_members, padded) in self._compiled:
-            return self._compiled[(save_members, padded)]
+    def _loop(self) -> Callable:
+        """The model's compiled loop (:func:`generator.integrate.compile_loop`) with the
+        ensemble's save hook: chunk moments, per-member finiteness and, if asked, the members."""
+        if self._compiled is not None:
+            return self._compiled
         import tensorflow as tf
 
-        model, fields, keys, ndim = self.model, self.fields, self.keys, self.ndim
+        from generator.integrate import compile_loop
+
+        fields, keys, ndim = self.fields, self.keys, self.ndim
         grid_axes = tuple(range(1, ndim + 1))
         index = {name: k for k, name in enumerate(fields)}
+        save_members = self.save_members
 
-        def moments(state, weights, count):
-            if padded:
-                w = tf.reshape(weights, (-1,) + (1,) * ndim)
-                means = tuple(tf.reduce_sum(w * s, axis=0) / count for s in state)
-                errors = tuple(w * (s - m) for s, m in zip(state, means, strict=True))
-            else:
-                means = tuple(tf.reduce_mean(s, axis=0) for s in state)
-                errors = tuple(s - m for s, m in zip(state, means, strict=True))
+        def save(state, weights):
+            # Moments about the chunk's first member (a real member: padding goes last), so
+            # that merging chunks keeps the single-pass accuracy when |mean| >> spread.
+            count = tf.reduce_sum(weights)
+            w = tf.reshape(weights, (-1,) + (1,) * ndim)
+            shifts = tuple(s[0] for s in state)
+            relative = tuple(s - c for s, c in zip(state, shifts, strict=True))
+            means = tuple(tf.reduce_sum(w * r, axis=0) / count for r in relative)
+            errors = tuple(w * (r - m) for r, m in zip(relative, means, strict=True))
             sums = []
             for a, b, lag in keys:
                 other = errors[index[b]]
                 if any(lag):
                     other = tf.roll(other, shift=[-v for v in lag], axis=grid_axes)
                 sums.append(tf.reduce_sum(errors[index[a]] * other, axis=0))
-            return means, tuple(sums)
-
-        def run(state, weights, t0, dt, segment_steps):
-            count = tf.reduce_sum(weights)
-            n_saved = tf.shape(segment_steps)[0]
-
-            def arrays(like):
-                return tuple(
-                    tf.TensorArray(x.dtype, size=n_saved, element_shape=x.shape) for x in like
-                )
-
-            means0, sums0 = moments(state, weights, count)
-            outputs = (arrays(means0), arrays(sums0))
-            if save_members:
-                outputs += (arrays(state),)
-
-            def segment(i, step, state, outputs):
-                stop = step + segment_steps[i]
-
-                def body(j, state):
-                    t = t0 + tf.cast(j, dt.dtype) * dt
-                    return j + 1, tuple(model.step_tensors(state, t, dt))
-
-                step, state = tf.while_loop(lambda j, _: j < stop, body, (step, state))
-                values = moments(state, weights, count) + ((state,) if save_members else ())
-                outputs = tuple(
-                    tuple(a.write(i, v) for a, v in zip(group, value, strict=True))
-                    for group, value in zip(outputs, values, strict=True)
-                )
-                return i + 1, step, state, outputs
-
-            _, _, _, outputs = tf.while_loop(
-                lambda i, *_: i < n_saved,
-                segment,
-                (tf.constant(0), tf.constant(0), state, outputs),
+            finite = tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(s), axis=grid_axes) for s in state]),
+                axis=0,
             )
-            return tuple(tuple(a.stack() for a in group) for group in outputs)
+            return (*shifts, *means, *sums, finite, *(state if save_members else ()))
 
-        compiled = tf.function(
-            run, jit_compile=getattr(model, "jit_compile", True), autograph=False
+        self._compiled = compile_loop(
+            self.model.step_tensors, save, getattr(self.model, "jit_compile", True)
         )
-        self._compiled[(save_members, padded)] = compiled
-        return compiled
+        return self._compiled
 
     # -- public API ---------------------------------------------------------------------
     def run(
@@ -312,40 +337,37 @@ class EnsembleForecast:
         ----------
         times : array_like
             ``(n_times,)`` increasing, uniformly spaced model times; the step is
-            ``times[1] - times[0]``.
+            ``times[1] - times[0]`` (validated by :func:`generator.integrate.time_grid`, as
+            for a single forecast).
         initial : mapping or callable
-            Initial members, ``{field: (members, *grid)}``, or ``initial(start, stop)``
-            returning members ``start:stop`` (see :data:`InitialMembers`).
+            Initial members, ``{field: (members, *grid)}`` (model coordinate order), or
+            ``initial(start, stop)`` returning members ``start:stop`` (see
+            :data:`InitialMembers`).
         saved_times : array_like, optional
-            Times among ``times`` where statistics (and members) are kept; default all.
+            Strictly increasing times among ``times`` where statistics (and members) are kept;
+            default all.
 
         Returns
         -------
         EnsembleResult
-            Statistics at the saved times, merged over the chunks.
+            Statistics at the saved times, merged over the chunks; ``.to_dataset()`` labels
+            them.
 
         Raises
         ------
-        generator.model.NonFiniteStateError
-            If a member is not finite at a saved time (naming the field, time and chunk).
+        generator.NonFiniteStateError
+            If a member is not finite at a saved time (naming the field, time and members).
         """
-        import tensorflow as tf
+        from generator.integrate import run_loop, time_grid
 
-        times = np.asarray(times, dtype=float)
-        dt, saved = _saved_steps(times, saved_times)
-        segment_steps = np.diff(np.concatenate([[0], saved])).astype(np.int32)
-        saved_values = times[saved]
-        sizes = self.chunk_sizes(len(saved))
+        grid = time_grid(times, saved_times)
+        sizes = self.chunk_sizes(len(grid.saved_steps))
         capacity = max(sizes)
-        loop = self._loop(self.save_members, padded=len(set(sizes)) > 1)
+        loop = self._loop()
         dtype = self.model.dtype
-        constants = (
-            tf.constant(times[0], dtype),
-            tf.constant(dt, dtype),
-            tf.constant(segment_steps),
-        )
         accumulator = MomentAccumulator(self.model.dx, self.fields)
         saved_members: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
+        count = len(self.fields)
         start = 0
         with tqdm(
             total=self.members,
@@ -358,27 +380,32 @@ class EnsembleForecast:
                 state = self._chunk_state(initial, start, stop, capacity)
                 weights = np.zeros(capacity, dtype=dtype)
                 weights[:size] = 1.0
-                outputs = loop(
-                    tuple(tf.constant(s) for s in state), tf.constant(weights), *constants
-                )
-                means, sums = (tuple(a.numpy() for a in group) for group in outputs[:2])
-                self._check_finite(means, saved_values, start, stop)
+                result = run_loop(loop, state, grid, dtype, (weights,))
+                shifts = result.saved[:count]
+                means = result.saved[count : 2 * count]
+                sums = result.saved[2 * count : 2 * count + len(self.keys)]
+                finite = result.saved[2 * count + len(self.keys)]
+                if not result.finite:
+                    self._raise_non_finite(means, finite, grid.saved_times, start, size)
+                self._check_moments(means, sums, grid.saved_times, start, size)
                 accumulator.update_moments(
                     Moments(
                         size,
+                        dict(zip(self.fields, shifts, strict=True)),
                         dict(zip(self.fields, means, strict=True)),
                         dict(zip(self.keys, sums, strict=True)),
                     )
                 )
                 if self.save_members:
-                    for name, array in zip(self.fields, outputs[2], strict=True):
-                        saved_members[name].append(array.numpy()[:, :size])
+                    members = result.saved[2 * count + len(self.keys) + 1 :]
+                    for name, array in zip(self.fields, members, strict=True):
+                        saved_members[name].append(array[:, :size])
                 start = stop
                 bar.update(size)
         members = None
         if self.save_members:
             members = {name: np.concatenate(parts, axis=1) for name, parts in saved_members.items()}
-        return EnsembleResult(saved_values, accumulator, members)
+        return EnsembleResult(self.model, grid.saved_times, accumulator, members)
 
     def _chunk_state(
         self, initial: InitialMembers, start: int, stop: int, capacity: int
@@ -394,7 +421,8 @@ class EnsembleForecast:
             raise ValueError(f"{where}: expected a mapping of the fields {self.fields}, got {got}")
         state = []
         for name in self.fields:
-            array = np.asarray(values[name], dtype=self.model.dtype)
+            value = to_model_order(self.model, values[name], f"{where}[{name!r}]", (MEMBER_DIM,))
+            array = real_array(value, f"{where}[{name!r}]", self.model.dtype)
             if array.shape != (members, *self.shape):
                 raise ValueError(
                     f"{where}[{name!r}]: expected shape (members, *grid) = "
@@ -402,10 +430,10 @@ class EnsembleForecast:
                 )
             chunk = array[rows]
             if not np.isfinite(chunk).all():
-                from generator.model import NonFiniteStateError
-
-                raise NonFiniteStateError(
-                    f"{where}[{name!r}]: initial members {start}:{stop} are not all finite"
+                bad = np.flatnonzero(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1))
+                raise ValueError(
+                    f"{where}[{name!r}]: initial members {(bad + start).tolist()[:10]} are not "
+                    "finite"
                 )
             pad = capacity - chunk.shape[0]
             if pad:
@@ -413,46 +441,51 @@ class EnsembleForecast:
             state.append(np.ascontiguousarray(chunk))
         return tuple(state)
 
-    def _check_finite(
-        self, means: Sequence[np.ndarray], saved_values: np.ndarray, start: int, stop: int
-    ) -> None:
-        from generator.model import NonFiniteStateError
+    def _check_moments(self, means, sums, saved_times, start: int, size: int) -> None:
+        """Finite members whose moments overflow float64 (spread beyond ~1e154)."""
+        from generator.integrate import NonFiniteStateError
 
-        # A NaN or Inf in any member makes the chunk mean non-finite at that point.
-        for k, t in enumerate(saved_values):
-            for name, mean in zip(self.fields, means, strict=True):
-                if not np.isfinite(mean[k]).all():
-                    raise NonFiniteStateError(
-                        f"EnsembleForecast: field {name!r} is not finite at t = {t:g} in "
-                        f"members {start}:{stop}; reduce the time step (CFL) or check the "
-                        "initial members"
-                    )
+        for (a, _, _), value in zip(self.keys, sums, strict=True):
+            bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise NonFiniteStateError(
+                    f"EnsembleForecast: the statistics of field {a!r} overflow at t = "
+                    f"{saved_times[k]:g} in members {start}:{start + size} (the members are "
+                    "finite but their spread exceeds what float64 moments can hold); check "
+                    "the initial members' amplitudes",
+                    field=a,
+                    time=float(saved_times[k]),
+                )
+
+    def _raise_non_finite(
+        self,
+        means: Sequence[np.ndarray],
+        finite: np.ndarray,
+        saved_times: np.ndarray,
+        start: int,
+        size: int,
+    ) -> None:
+        from generator.integrate import NonFiniteStateError
+
+        k = len(finite) - 1
+        time = float(saved_times[k])
+        field = next(
+            (n for n, m in zip(self.fields, means, strict=True) if not np.isfinite(m[k]).all()),
+            self.fields[0],
+        )
+        bad = (np.flatnonzero(~finite[k][:size]) + start).tolist()
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        last = f"; all finite at t = {saved_times[k - 1]:g}" if k else ""
+        raise NonFiniteStateError(
+            f"EnsembleForecast: field {field!r} is not finite at t = {time:g} in {len(bad)} "
+            f"member(s) ({shown}){last}; reduce the time step (CFL) or check the initial members",
+            field=field,
+            time=time,
+        )
 
 
 def _gpu_visible() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
-
-
-def _saved_steps(times: np.ndarray, saved_times: ArrayLike | None) -> tuple[float, np.ndarray]:
-    """Step ``dt`` and the indices into ``times`` of the saved times."""
-    if times.ndim != 1 or times.size < 2:
-        raise ValueError(f"times: expected at least 2 increasing times, got shape {times.shape}")
-    steps = np.diff(times)
-    dt = float(steps[0])
-    if dt <= 0 or not np.allclose(steps, dt, rtol=1e-9, atol=0):
-        raise ValueError("times: expected increasing, uniformly spaced times")
-    if saved_times is None:
-        return dt, np.arange(times.size)
-    saved = np.atleast_1d(np.asarray(saved_times, dtype=float))
-    indices = np.rint((saved - times[0]) / dt).astype(int)
-    inside = (indices >= 0) & (indices < times.size)
-    bad = ~inside | ~np.isclose(
-        times[np.clip(indices, 0, times.size - 1)], saved, rtol=1e-9, atol=1e-12 * dt
-    )
-    if bad.any():
-        raise ValueError(f"saved_times: {saved[bad].tolist()} are not among times")
-    if np.any(np.diff(indices) <= 0):
-        raise ValueError("saved_times: expected strictly increasing times")
-    return dt, indices

@@ -244,8 +244,8 @@ class DeterminantDivision:
             levels[level][tuple(mono)].append(sp.Mul(*coeff))
         result: list[sp.Expr] = []
         for level in range(max(levels, default=0), -1, -1):
-            for mono, coeff in self._divide(levels, level):
-                monomial = sp.Mul(*(c**k for c, k in zip(self.components, mono, strict=True)))
+            for exponents, coeff in self._divide(levels, level):
+                monomial = sp.Mul(*(c**k for c, k in zip(self.components, exponents, strict=True)))
                 scale = self.det_symbol ** (-level)
                 result.extend(t * scale for t in sp.Add.make_args(sp.expand(coeff * monomial)))
         return sp.Add(*result)

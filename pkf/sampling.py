@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from generator.validation import per_axis, positive_int, real_array
+
 __all__ = [
     "Correlation",
     "circulant_spectrum",
@@ -31,25 +33,17 @@ _CLIPPED_VARIANCE_TOLERANCE = 1e-4
 
 
 def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(n) for n in shape)
-    if not 1 <= len(shape) <= 3:
+    ndim = 1 if np.ndim(shape) == 0 else len(shape)  # type: ignore[arg-type]
+    if not 1 <= ndim <= 3:
         raise ValueError(f"shape: expected 1 to 3 grid dimensions, got {shape}")
+    shape = per_axis(shape, ndim, "shape", "int")
     if any(n < 2 for n in shape):
         raise ValueError(f"shape: every grid dimension needs at least 2 points, got {shape}")
     return shape
 
 
 def _as_lengths(lengths: float | Sequence[float], ndim: int) -> tuple[float, ...]:
-    lengths = np.asarray(lengths, dtype=float)
-    if lengths.ndim == 0:
-        lengths = np.full(ndim, float(lengths))
-    if lengths.shape != (ndim,):
-        raise ValueError(
-            f"lengths: expected a scalar or {ndim} domain lengths, got shape {lengths.shape}"
-        )
-    if np.any(lengths <= 0):
-        raise ValueError(f"lengths: domain lengths must be positive, got {tuple(lengths)}")
-    return tuple(float(length) for length in lengths)
+    return per_axis(lengths, ndim, "lengths", "float")
 
 
 def periodic_displacements(
@@ -105,14 +99,16 @@ def _aspect_from_arguments(
             f"got {given or 'none'}"
         )
     if length_scale is not None:
-        scales = np.atleast_1d(np.asarray(length_scale, dtype=float))
-        if scales.ndim != 1 or np.any(scales <= 0):
+        scales = np.atleast_1d(real_array(length_scale, "length_scale"))
+        if scales.ndim != 1 or np.any(~(scales > 0)) or not np.isfinite(scales).all():
             raise ValueError(
                 f"length_scale: expected positive scalar or one value per axis, got {length_scale}"
             )
         return None if scales.size == 1 else np.diag(scales**2)
-    tensor = np.asarray(aspect if aspect is not None else 2.0 * np.asarray(diffusion), float)
     name = "aspect" if aspect is not None else "diffusion"
+    tensor = real_array(aspect if aspect is not None else 2.0 * real_array(diffusion, name), name)
+    if not np.isfinite(tensor).all():
+        raise ValueError(f"{name}: tensor must be finite, got {tensor.tolist()}")
     if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1] or tensor.shape[0] not in (2, 3):
         raise ValueError(f"{name}: expected a 2x2 or 3x3 tensor, got shape {tensor.shape}")
     if not np.allclose(tensor, tensor.T, rtol=1e-12, atol=0.0):
@@ -240,7 +236,7 @@ def circulant_spectrum(
 
 
 def _variance_scale(variance: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
-    variance = np.asarray(variance, dtype=float)
+    variance = real_array(variance, "variance")
     if variance.ndim != 0 and variance.shape != shape:
         raise ValueError(
             f"variance: expected a scalar or an array of grid shape {shape}, got shape "
@@ -296,14 +292,13 @@ def sample_errors(
     """
     shape = _as_shape(shape)
     lengths = _as_lengths(lengths, len(shape))
-    if int(members) < 1:
-        raise ValueError(f"members: expected a positive integer, got {members}")
+    members = positive_int(members, "members")
     if not callable(correlation):
         correlation = gaussian_correlation(correlation)
     sigma = _variance_scale(variance, shape)
     amplitude = np.sqrt(circulant_spectrum(shape, lengths, correlation))
     rng = np.random.default_rng(seed)
-    white = rng.standard_normal((int(members), *shape))
+    white = rng.standard_normal((members, *shape))
     axes = tuple(range(1, len(shape) + 1))
     spectrum = np.fft.rfftn(white, axes=axes) * amplitude
     return sigma * np.fft.irfftn(spectrum, s=shape, axes=axes)

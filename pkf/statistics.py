@@ -2,19 +2,35 @@
 
 Direct functions work on a whole ensemble ``(members, *grid)``. :class:`MomentAccumulator` keeps
 mergeable centred moments (Chan et al. parallel update) so that chunks of members, processed
-separately or on other machines, give exactly the single-pass statistics.
+separately or on other machines, give the single-pass statistics to rounding.
 
 Derivatives are the second-order centred periodic difference
 ``D_i f(p) = (f(p + e_i) - f(p - e_i)) / (2 dx_i)`` on the last ``ndim`` axes, applied to the
 normalised error ``eps = (x - mean) / sqrt(V)`` member by member; ``g_ij = mean(D_i eps D_j eps)``.
 This stencil biases ``g`` low when the length-scale is only a few ``dx`` (relative bias about
-``(dx / L)**2``).
+``(dx / L)**2``); :func:`debias_diffusion` undoes it for a locally Gaussian correlation.
+
+Estimators, for ``N`` members:
+
+- mean (:func:`ensemble_mean`, :meth:`MomentAccumulator.mean`): the arithmetic mean;
+- variance and cross-covariance (:func:`ensemble_variance`, :func:`cross_covariance`, the
+  ``variance`` of :func:`ensemble_statistics`, and the same methods of
+  :class:`MomentAccumulator`): the population estimator, divisor ``N`` (the convention of the
+  PKF papers) by default; ``ddof=1`` gives the unbiased divisor ``N - 1``. Label outputs with
+  :func:`variance_estimator`;
+- normalised error, metric, aspect and diffusion tensors, length-scale and cross-correlation:
+  ratios of co-moments that share one divisor, hence the same for either ``ddof`` (``eps`` is
+  normalised with the population variance, so that ``mean(eps**2) = 1``).
+
+Accuracy: every moment is taken about a shift, the first member, so that an ensemble whose mean
+is far larger than its spread loses nothing to cancellation (errors of order ``eps * spread``,
+not ``eps * |mean|``, with ``eps`` the float64 rounding unit), in one pass and across merges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -28,6 +44,7 @@ __all__ = [
     "chunk_moments",
     "cross_correlation",
     "cross_covariance",
+    "debias_diffusion",
     "diffusion_from_metric",
     "ensemble_mean",
     "ensemble_statistics",
@@ -38,23 +55,42 @@ __all__ = [
     "metric_lags",
     "moment_keys",
     "normalized_error",
+    "variance_estimator",
 ]
 
 Lag = tuple[int, ...]
 MomentKey = tuple[str, str, Lag]
 
+#: Smallest eigenvalue, relative to the unit diagonal, of the diagonally scaled metric
+#: ``g_ij / sqrt(g_ii g_jj)`` accepted as positive definite. A metric from fewer members than
+#: grid dimensions plus one is singular, and rounding leaves its eigenvalue near 1e-16.
+_DEGENERATE_METRIC = 1e-12
 
-# ---------------------------------------------------------------------------- direct formulas
+
+# ---------------------------------------------------------------------------- validation
 
 
 def _as_spacing(spacing: float | Sequence[float]) -> tuple[float, ...]:
     values = np.atleast_1d(np.asarray(spacing, dtype=float))
-    if values.ndim != 1 or not 1 <= values.size <= 3 or np.any(values <= 0):
-        raise ValueError(f"spacing: expected 1 to 3 positive grid spacings, got {spacing}")
+    valid = values.ndim == 1 and 1 <= values.size <= 3
+    if not valid or not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"spacing: expected 1 to 3 positive finite grid spacings, got {spacing}")
     return tuple(float(v) for v in values)
 
 
-def _as_ensemble(ensemble: ArrayLike, ndim: int, name: str = "ensemble") -> np.ndarray:
+def _check_finite_members(ensemble: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(ensemble)
+    if bad.any():
+        members = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
+        listed = ", ".join(str(k) for k in members[:10]) + (", ..." if members.size > 10 else "")
+        raise ValueError(
+            f"{name}: {np.count_nonzero(bad)} non-finite values (NaN or Inf) in members "
+            f"[{listed}] of {ensemble.shape[0]}"
+        )
+
+
+def _as_ensemble(ensemble: ArrayLike, ndim: int = 0, name: str = "ensemble") -> np.ndarray:
+    """``(members, *grid)`` float64 with at least one member, ``ndim`` grid axes, all finite."""
     ensemble = np.asarray(ensemble, dtype=np.float64)
     if ensemble.ndim < ndim + 1:
         raise ValueError(
@@ -62,7 +98,17 @@ def _as_ensemble(ensemble: ArrayLike, ndim: int, name: str = "ensemble") -> np.n
         )
     if ensemble.shape[0] < 1:
         raise ValueError(f"{name}: needs at least one member, got shape {ensemble.shape}")
+    _check_finite_members(ensemble, name)
     return ensemble
+
+
+def _check_grid(shape: tuple[int, ...], ndim: int) -> None:
+    grid = shape[len(shape) - ndim :]
+    if len(grid) != ndim or min(grid) < 3:
+        raise ValueError(
+            f"grid: the centred difference needs at least 3 points on each of the last {ndim} "
+            f"axes (with fewer, f(p + 1) = f(p - 1) and the metric is 0), got shape {shape}"
+        )
 
 
 def _check_positive_variance(variance: np.ndarray, name: str = "variance") -> None:
@@ -72,6 +118,65 @@ def _check_positive_variance(variance: np.ndarray, name: str = "variance") -> No
             f"{name}: {bad} of {variance.size} points have V <= 0 (or NaN); the normalised "
             "error eps = e / sqrt(V) is undefined there"
         )
+
+
+def _check_ddof(ddof: int, count: int | None = None) -> int:
+    """``ddof`` as an int, 0 or 1, with ``count - ddof >= 1`` when ``count`` is given."""
+    if isinstance(ddof, bool) or not isinstance(ddof, int | np.integer) or ddof not in (0, 1):
+        raise ValueError(
+            "ddof: expected 0 (population variance, divisor N) or 1 (unbiased, divisor N - 1), "
+            f"got {ddof!r}"
+        )
+    if count is not None and count - ddof < 1:
+        raise ValueError(
+            f"ddof={int(ddof)}: the divisor N - ddof must be at least 1, but there are only "
+            f"N = {count} members"
+        )
+    return int(ddof)
+
+
+def variance_estimator(ddof: int = 0) -> str:
+    """Label of the variance estimator with ``ddof``, e.g. for a ``variance_estimator`` attribute.
+
+    Parameters
+    ----------
+    ddof : {0, 1}
+        Delta degrees of freedom: the divisor is ``N - ddof`` for ``N`` members.
+
+    Returns
+    -------
+    str
+        ``"population (divisor N)"`` or ``"unbiased sample (divisor N - 1)"``.
+
+    Examples
+    --------
+    >>> variance_estimator()
+    'population (divisor N)'
+    >>> variance_estimator(1)
+    'unbiased sample (divisor N - 1)'
+    """
+    return "unbiased sample (divisor N - 1)" if _check_ddof(ddof) else "population (divisor N)"
+
+
+# ---------------------------------------------------------------------------- direct formulas
+
+
+def _deviations(ensemble: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and deviations from it of a validated ensemble, both taken about member 0.
+
+    ``x_k - x_0`` is exact when the members agree to a factor 2 (Sterbenz), so the deviations
+    carry errors of order ``eps * spread`` however large the mean.
+    """
+    shift = ensemble[0]
+    relative = ensemble - shift
+    relative_mean = relative.mean(axis=0)
+    return shift + relative_mean, relative - relative_mean
+
+
+def _normalized(deviations: np.ndarray, name: str = "variance") -> np.ndarray:
+    variance = np.mean(deviations * deviations, axis=0)
+    _check_positive_variance(variance, name)
+    return deviations / np.sqrt(variance)
 
 
 def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis: int) -> np.ndarray:
@@ -91,6 +196,11 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
     numpy.ndarray
         ``(f(p + e_axis) - f(p - e_axis)) / (2 dx_axis)``, same shape as ``field``.
 
+    Raises
+    ------
+    ValueError
+        If ``axis`` is out of range or ``field`` has fewer than ``len(spacing)`` axes.
+
     Examples
     --------
     >>> centred_difference(np.array([0.0, 1.0, 4.0, 9.0]), 1.0, 0)
@@ -101,6 +211,8 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
     if not 0 <= axis < ndim:
         raise ValueError(f"axis: expected 0 <= axis < {ndim}, got {axis}")
     field = np.asarray(field, dtype=np.float64)
+    if field.ndim < ndim:
+        raise ValueError(f"field: expected at least {ndim} grid axes, got shape {field.shape}")
     array_axis = axis - ndim
     forward = np.roll(field, -1, axis=array_axis)
     backward = np.roll(field, 1, axis=array_axis)
@@ -108,27 +220,74 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
 
 
 def ensemble_mean(ensemble: ArrayLike) -> np.ndarray:
-    """Mean over members: ``(members, *grid)`` -> ``grid``."""
-    return np.asarray(ensemble, dtype=np.float64).mean(axis=0)
+    """Mean over members, ``(members, *grid)`` -> ``grid``.
+
+    Computed about the first member: ``x_0 + mean(x_k - x_0)``.
+
+    Raises
+    ------
+    ValueError
+        If there is no member or a value is not finite.
+
+    Examples
+    --------
+    >>> ensemble_mean([[1.0, 2.0], [3.0, 6.0]])
+    array([2., 4.])
+    """
+    ensemble = _as_ensemble(ensemble)
+    return ensemble[0] + (ensemble - ensemble[0]).mean(axis=0)
 
 
-def ensemble_variance(ensemble: ArrayLike) -> np.ndarray:
-    """Population variance over members (divisor ``members``): ``(members, *grid)`` -> ``grid``."""
-    return np.asarray(ensemble, dtype=np.float64).var(axis=0)
+def ensemble_variance(ensemble: ArrayLike, ddof: int = 0) -> np.ndarray:
+    """Variance over members, ``(members, *grid)`` -> ``grid``, units of the field squared.
+
+    Parameters
+    ----------
+    ensemble : array_like
+        ``(members, *grid)``, ``N`` members.
+    ddof : {0, 1}, default 0
+        Divisor ``N - ddof``: 0 is the population variance of the PKF papers, 1 the unbiased
+        estimator.
+
+    Raises
+    ------
+    ValueError
+        If there is no member, a value is not finite, or ``ddof`` is not 0 or 1 (or
+        ``N - ddof < 1``).
+
+    Examples
+    --------
+    >>> ensemble_variance([[1.0], [3.0]]), ensemble_variance([[1.0], [3.0]], ddof=1)
+    (array([1.]), array([2.]))
+    """
+    ensemble = _as_ensemble(ensemble)
+    ddof = _check_ddof(ddof, ensemble.shape[0])
+    _, deviations = _deviations(ensemble)
+    return np.sum(deviations * deviations, axis=0) / (ensemble.shape[0] - ddof)
 
 
 def normalized_error(ensemble: ArrayLike) -> np.ndarray:
     """Normalised error ``eps = (x - mean) / sqrt(V)``, shape ``(members, *grid)``.
 
+    ``V`` is the population variance, so that ``mean(eps**2) = 1`` over members.
+
     Raises
     ------
     ValueError
-        If ``V <= 0`` anywhere (e.g. identical members).
+        If there is no member, a value is not finite, or ``V <= 0`` somewhere (e.g. identical
+        members).
     """
-    ensemble = np.asarray(ensemble, dtype=np.float64)
-    variance = ensemble.var(axis=0)
-    _check_positive_variance(variance)
-    return (ensemble - ensemble.mean(axis=0)) / np.sqrt(variance)
+    return _normalized(_deviations(_as_ensemble(ensemble))[1])
+
+
+def _metric_of(eps: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    ndim = len(spacing)
+    gradients = [centred_difference(eps, spacing, axis) for axis in range(ndim)]
+    metric = np.empty((ndim, ndim, *eps.shape[1:]))
+    for i in range(ndim):
+        for j in range(i, ndim):
+            metric[i, j] = metric[j, i] = np.mean(gradients[i] * gradients[j], axis=0)
+    return metric
 
 
 def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) -> np.ndarray:
@@ -137,7 +296,8 @@ def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) 
     Parameters
     ----------
     ensemble : array_like
-        ``(members, *grid)``; the grid is the last ``len(spacing)`` axes.
+        ``(members, *grid)``; the grid is the last ``len(spacing)`` axes, at least 3 points
+        each.
     spacing : float or sequence of float
         Grid spacing per axis (physical units).
 
@@ -145,6 +305,11 @@ def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) 
     -------
     numpy.ndarray
         ``(ndim, ndim, *grid)``, symmetric, units 1 / length**2.
+
+    Raises
+    ------
+    ValueError
+        If a value is not finite, ``V <= 0`` somewhere, or the grid is too small.
 
     Examples
     --------
@@ -155,30 +320,75 @@ def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) 
     True
     """
     spacing = _as_spacing(spacing)
-    ndim = len(spacing)
-    eps = normalized_error(_as_ensemble(ensemble, ndim))
-    gradients = [centred_difference(eps, spacing, axis) for axis in range(ndim)]
-    metric = np.empty((ndim, ndim, *eps.shape[1:]))
-    for i in range(ndim):
-        for j in range(i, ndim):
-            metric[i, j] = metric[j, i] = np.mean(gradients[i] * gradients[j], axis=0)
-    return metric
+    ensemble = _as_ensemble(ensemble, len(spacing))
+    _check_grid(ensemble.shape, len(spacing))
+    return _metric_of(_normalized(_deviations(ensemble)[1]), spacing)
 
 
 def _tensor_last(tensor: np.ndarray) -> np.ndarray:
-    if tensor.ndim < 2 or tensor.shape[0] != tensor.shape[1]:
+    if tensor.ndim < 2 or tensor.shape[0] != tensor.shape[1] or not 1 <= tensor.shape[0] <= 3:
         raise ValueError(f"metric: expected shape (ndim, ndim, *grid), got {tensor.shape}")
     return np.moveaxis(tensor, (0, 1), (-2, -1))
 
 
 def aspect_from_metric(metric: ArrayLike) -> np.ndarray:
-    """Aspect tensor ``s = g^-1`` pointwise: ``(ndim, ndim, *grid)`` -> same, units length**2."""
-    metric = np.asarray(metric, dtype=np.float64)
-    return np.moveaxis(np.linalg.inv(_tensor_last(metric)), (-2, -1), (0, 1))
+    """Aspect tensor ``s = g^-1`` pointwise.
+
+    The inverse is taken of the diagonally scaled metric ``g_ij / sqrt(g_ii g_jj)``, so that
+    very different length-scales along the axes cost no accuracy.
+
+    Parameters
+    ----------
+    metric : array_like
+        ``(ndim, ndim, *grid)`` symmetric positive definite, units 1 / length**2.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(ndim, ndim, *grid)``, units length**2.
+
+    Raises
+    ------
+    ValueError
+        If the metric is not finite, not symmetric, or not positive definite somewhere (e.g.
+        estimated from ``ndim`` members or fewer, or from a constant field).
+
+    Examples
+    --------
+    >>> aspect_from_metric(np.array([[[4.0]]]))
+    array([[[0.25]]])
+    """
+    tensor = _tensor_last(np.asarray(metric, dtype=np.float64))
+    if not np.isfinite(tensor).all():
+        count = np.count_nonzero(~np.isfinite(tensor).all(axis=(-2, -1)))
+        raise ValueError(f"metric: {count} points are not finite")
+    scale = np.abs(tensor).max(axis=(-2, -1), keepdims=True)
+    asymmetric = np.count_nonzero(np.abs(tensor - np.swapaxes(tensor, -1, -2)) > 1e-12 * scale)
+    if asymmetric:
+        raise ValueError(f"metric: not symmetric at {asymmetric} entries (g_ij != g_ji)")
+    diagonal = np.diagonal(tensor, axis1=-2, axis2=-1)
+    bad = ~(diagonal > 0).all(axis=-1)
+    root = np.sqrt(np.where(diagonal > 0, diagonal, 1.0))
+    scaled = tensor / (root[..., :, None] * root[..., None, :])
+    bad |= ~(np.linalg.eigvalsh(scaled)[..., 0] > _DEGENERATE_METRIC)
+    if bad.any():
+        raise ValueError(
+            f"metric: {np.count_nonzero(bad)} of {bad.size} points are not positive definite "
+            "(singular to rounding), so g^-1 is undefined there; an ensemble needs more than "
+            "ndim members and a non-constant field for a regular metric"
+        )
+    inverse = np.linalg.inv(scaled) / (root[..., :, None] * root[..., None, :])
+    return np.moveaxis(inverse, (-2, -1), (0, 1))
 
 
 def diffusion_from_metric(metric: ArrayLike) -> np.ndarray:
-    """Diffusion tensor ``nu = g^-1 / 2`` pointwise: ``(ndim, ndim, *grid)`` -> same."""
+    """Diffusion tensor ``nu = g^-1 / 2`` pointwise: ``(ndim, ndim, *grid)`` -> same, length**2.
+
+    Raises
+    ------
+    ValueError
+        As :func:`aspect_from_metric`.
+    """
     return 0.5 * aspect_from_metric(metric)
 
 
@@ -187,29 +397,72 @@ def length_scale_from_metric(metric: ArrayLike) -> np.ndarray:
 
     This is the correlation length of the section of the correlation along axis ``i``; in 1D it
     equals ``sqrt(s)``. Shape ``(ndim, ndim, *grid)`` -> ``(ndim, *grid)``, physical units.
+
+    Raises
+    ------
+    ValueError
+        If a diagonal component ``g_ii`` is not positive (or NaN).
     """
     metric = np.asarray(metric, dtype=np.float64)
     diagonal = np.moveaxis(np.diagonal(_tensor_last(metric), axis1=-2, axis2=-1), -1, 0)
-    _check_positive_variance(diagonal, "metric diagonal")
+    bad = np.count_nonzero(~(diagonal > 0))
+    if bad:
+        raise ValueError(
+            f"metric: {bad} of {diagonal.size} diagonal values g_ii are <= 0 (or NaN); the "
+            "length-scale 1 / sqrt(g_ii) is undefined there"
+        )
     return 1.0 / np.sqrt(diagonal)
 
 
-def cross_covariance(first: ArrayLike, second: ArrayLike) -> np.ndarray:
-    """Cross-covariance ``V_ab = E[e_a e_b]`` (population) of two ensembles of equal shape."""
-    first = np.asarray(first, dtype=np.float64)
-    second = np.asarray(second, dtype=np.float64)
+def _pair_of_ensembles(first: ArrayLike, second: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    first = _as_ensemble(first, name="first")
+    second = _as_ensemble(second, name="second")
     if first.shape != second.shape:
         raise ValueError(f"second: shape {second.shape} differs from first {first.shape}")
-    return np.mean((first - first.mean(axis=0)) * (second - second.mean(axis=0)), axis=0)
+    return _deviations(first)[1], _deviations(second)[1]
+
+
+def cross_covariance(first: ArrayLike, second: ArrayLike, ddof: int = 0) -> np.ndarray:
+    """Cross-covariance ``V_ab = E[e_a e_b]`` of two ensembles of equal shape.
+
+    Parameters
+    ----------
+    first, second : array_like
+        ``(members, *grid)`` each, ``N`` members.
+    ddof : {0, 1}, default 0
+        Divisor ``N - ddof`` (0: population, 1: unbiased).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``grid``, units of ``first`` times units of ``second``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, a value is not finite, or ``ddof`` is invalid.
+    """
+    a, b = _pair_of_ensembles(first, second)
+    ddof = _check_ddof(ddof, a.shape[0])
+    return np.sum(a * b, axis=0) / (a.shape[0] - ddof)
 
 
 def cross_correlation(first: ArrayLike, second: ArrayLike) -> np.ndarray:
-    """Cross-correlation ``E[eps_a eps_b] = V_ab / sqrt(V_a V_b)`` of two ensembles."""
-    first = np.asarray(first, dtype=np.float64)
-    second = np.asarray(second, dtype=np.float64)
-    product = first.var(axis=0) * second.var(axis=0)
-    _check_positive_variance(product, "V_a V_b")
-    return cross_covariance(first, second) / np.sqrt(product)
+    """Cross-correlation ``E[eps_a eps_b] = V_ab / sqrt(V_a V_b)`` of two ensembles.
+
+    Independent of the variance divisor. ``sqrt(V_a)`` and ``sqrt(V_b)`` are taken separately,
+    so that the product cannot underflow or overflow.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, a value is not finite, or ``V_a`` or ``V_b`` is 0 somewhere.
+    """
+    a, b = _pair_of_ensembles(first, second)
+    va, vb = np.mean(a * a, axis=0), np.mean(b * b, axis=0)
+    _check_positive_variance(va, "variance of first")
+    _check_positive_variance(vb, "variance of second")
+    return np.mean(a * b, axis=0) / (np.sqrt(va) * np.sqrt(vb))
 
 
 def _derived_statistics(mean: np.ndarray, variance: np.ndarray, metric: np.ndarray) -> dict:
@@ -225,9 +478,18 @@ def _derived_statistics(mean: np.ndarray, variance: np.ndarray, metric: np.ndarr
 
 
 def ensemble_statistics(
-    ensemble: ArrayLike, spacing: float | Sequence[float]
+    ensemble: ArrayLike, spacing: float | Sequence[float], ddof: int = 0
 ) -> dict[str, np.ndarray]:
     """All univariate PKF statistics of one ensemble.
+
+    Parameters
+    ----------
+    ensemble : array_like
+        ``(members, *grid)``; the grid is the last ``len(spacing)`` axes.
+    spacing : float or sequence of float
+        Grid spacing per axis (physical units).
+    ddof : {0, 1}, default 0
+        Variance divisor ``N - ddof``; the other statistics do not depend on it.
 
     Returns
     -------
@@ -237,9 +499,69 @@ def ensemble_statistics(
     """
     spacing = _as_spacing(spacing)
     ensemble = _as_ensemble(ensemble, len(spacing))
-    return _derived_statistics(
-        ensemble.mean(axis=0), ensemble.var(axis=0), metric_from_ensemble(ensemble, spacing)
-    )
+    _check_grid(ensemble.shape, len(spacing))
+    ddof = _check_ddof(ddof, ensemble.shape[0])
+    mean, deviations = _deviations(ensemble)
+    variance = np.sum(deviations * deviations, axis=0) / (ensemble.shape[0] - ddof)
+    metric = _metric_of(_normalized(deviations), spacing)
+    return _derived_statistics(mean, variance, metric)
+
+
+def debias_diffusion(nu: ArrayLike, dx: float) -> np.ndarray:
+    """Undo the centred-difference bias of an ensemble diffusion for a locally Gaussian correlation.
+
+    For a locally Gaussian correlation ``rho(r) = exp(-r**2 / (4 nu))`` (aspect ``s = 2 nu``)
+    the second-order centred difference of the normalised error gives
+    ``g_est = E[(D eps)**2] = (1 - rho(2 dx)) / (2 dx**2)``, so the ensemble diffusion is
+
+        ``nu_est = 1 / (2 g_est) = dx**2 / (1 - exp(-dx**2 / nu))``,
+
+    which exceeds ``nu`` by about ``dx**2 / 2`` when ``nu >> dx**2`` and always exceeds
+    ``dx**2``. This returns the inverse ``nu = -dx**2 / log(1 - dx**2 / nu_est)``. The inverse
+    is ill-conditioned below ``nu ~ dx**2 / 4``: there ``nu_est - dx**2`` is only
+    ``exp(-dx**2 / nu) dx**2``, so a relative error ``r`` of ``nu_est`` becomes about
+    ``r exp(dx**2 / nu) nu / dx**2`` in ``nu``.
+
+    Parameters
+    ----------
+    nu : array_like
+        Ensemble estimates ``nu_est`` (any shape), length**2: the 1D diffusion, e.g.
+        ``diffusion_from_metric(g)[0, 0]``, or a component ``nu_ii`` of a diagonal diffusion
+        tensor, with that axis' ``dx``.
+    dx : float
+        Grid spacing (the same length unit).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``nu``, same shape, length**2. Estimates ``nu_est <= dx**2``, outside the range of the
+        formula (sampling noise), are clipped to ``dx**2 / (1 - 1e-12)`` and give
+        ``dx**2 / log(1e12)``, about ``dx**2 / 27.6``.
+
+    Raises
+    ------
+    ValueError
+        If ``dx`` is not positive and finite, or an estimate is ``<= 0`` or not finite.
+
+    Examples
+    --------
+    >>> nu = np.array([2e-4, 5e-5])
+    >>> dx = 1 / 241
+    >>> bool(np.allclose(debias_diffusion(dx**2 / (1 - np.exp(-(dx**2) / nu)), dx), nu))
+    True
+    """
+    if not (np.ndim(dx) == 0 and np.isfinite(dx) and dx > 0):
+        raise ValueError(f"dx: expected a positive finite grid spacing, got {dx!r}")
+    nu = np.asarray(nu, dtype=np.float64)
+    bad = ~(np.isfinite(nu) & (nu > 0))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"nu: {np.count_nonzero(bad)} of {nu.size} estimates are <= 0 or not finite (first "
+            f"at index {first}: {nu[first]!r}); an ensemble diffusion is positive"
+        )
+    ratio = np.minimum(dx**2 / nu, 1 - 1e-12)
+    return -(dx**2) / np.log1p(-ratio)
 
 
 # ---------------------------------------------------------------------- mergeable moments
@@ -251,6 +573,11 @@ def metric_lags(ndim: int) -> tuple[Lag, ...]:
     ``g_ij(p)`` couples the values at ``p +- e_i`` and ``p +- e_j``, i.e. lags ``0``,
     ``2 e_i`` and, for ``i < j``, ``e_i + e_j`` and ``e_i - e_j`` (the other signs follow by
     symmetry). 1D: 2 lags, 2D: 5, 3D: 10.
+
+    Examples
+    --------
+    >>> metric_lags(2)
+    ((0, 0), (2, 0), (0, 2), (1, 1), (1, -1))
     """
     if ndim not in (1, 2, 3):
         raise ValueError(f"ndim: expected 1, 2 or 3, got {ndim}")
@@ -265,6 +592,11 @@ def moment_keys(fields: Sequence[str], ndim: int) -> tuple[MomentKey, ...]:
     """Keys ``(a, b, lag)`` of the co-moments kept for ``fields`` on an ``ndim`` grid.
 
     Each field gets its :func:`metric_lags`; each pair ``a`` before ``b`` the zero lag.
+
+    Examples
+    --------
+    >>> moment_keys(("u", "v"), 1)
+    (('u', 'u', (0,)), ('u', 'u', (2,)), ('v', 'v', (0,)), ('v', 'v', (2,)), ('u', 'v', (0,)))
     """
     zero = (0,) * ndim
     keys = [(name, name, lag) for name in fields for lag in metric_lags(ndim)]
@@ -278,79 +610,202 @@ def _shift(field: np.ndarray, offset: Sequence[int]) -> np.ndarray:
     return np.roll(field, tuple(-int(o) for o in offset), axis=tuple(range(-ndim, 0)))
 
 
+def _as_state(value: ArrayLike, what: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    bad = np.count_nonzero(~np.isfinite(array))
+    if bad:
+        raise ValueError(f"moments: {what} has {bad} non-finite values (NaN or Inf)")
+    return array
+
+
 @dataclass
 class Moments:
-    """Centred moments of a set of members, mergeable with :func:`merge_moments`.
+    """Centred moments of a set of members about a shift, mergeable with :func:`merge_moments`.
+
+    Each field's moments are kept relative to a *shift* ``c``, a reference value per state
+    point close to the members: for a chunk, its first member. Differences of nearly equal
+    values are exact in floating point (Sterbenz), so ``x_k - c`` and, when merging, the
+    difference of two chunks' shifts are exact, and the statistics keep errors of order
+    ``eps * spread`` even when ``|mean|`` is many orders of magnitude larger than the spread.
+
+    Contract for a producer of per-chunk sums (:func:`chunk_moments` in numpy, the compiled
+    loop of :class:`pkf.ensemble.EnsembleForecast` in TensorFlow): for the ``n`` members
+    ``x_k`` (``k = 0 .. n - 1``) of a chunk, per field ``f`` and state point ``p`` (all arrays
+    of state shape ``(*lead, *grid)``),
+
+    - ``count = n``;
+    - ``shifts[f] = x_0``, the chunk's first member;
+    - ``relative_means[f] = sum_k (x_k - x_0) / n``;
+    - ``comoments[(a, b, lag)](p) = sum_k e_a,k(p) e_b,k(p + lag)`` for the keys of
+      :func:`moment_keys`, with ``e_f,k = (x_k - x_0) - relative_means[f]`` and periodic
+      ``p + lag`` on the grid axes (``tf.roll(e_b, shift=-lag, axis=grid_axes)``).
+
+    Padding members (zero weight) are left out of every sum and of ``count``; the shift must
+    be a real member (any value gives the same statistics up to rounding, a member gives the
+    accuracy). Arrays may be numpy or TensorFlow, float32 or float64; they are stored as
+    float64 and must be finite.
 
     Attributes
     ----------
     count : int
-        Number of members.
-    means : dict of str to numpy.ndarray
-        Mean of each field, ``state`` shape (``(*lead, *grid)``).
+        Number of members ``n >= 0``.
+    shifts : dict of str to numpy.ndarray
+        Shift ``c`` of each field, state shape, units of the field.
+    relative_means : dict of str to numpy.ndarray
+        ``mean - shift`` of each field, state shape.
     comoments : dict of (str, str, tuple of int) to numpy.ndarray
-        ``comoments[(a, b, lag)](p) = sum_k (a_k(p) - mean_a(p)) (b_k(p + lag) - mean_b(p + lag))``
-        with periodic ``p + lag`` on the grid axes, for the keys of :func:`moment_keys`.
-        Per-chunk sums computed elsewhere (e.g. TensorFlow with ``tf.roll``) fit here.
+        ``sum_k (a_k(p) - mean_a(p)) (b_k(p + lag) - mean_b(p + lag))``, state shape.
+
+    Raises
+    ------
+    ValueError
+        If ``count`` is not a non-negative integer, the fields of ``shifts``,
+        ``relative_means`` and ``comoments`` differ, the state shapes differ, or a value is
+        not finite.
+
+    Examples
+    --------
+    >>> m = Moments(2, {"x": np.array([1e10])}, {"x": np.array([0.5])},
+    ...             {("x", "x", (0,)): np.array([0.5])})
+    >>> m.means["x"], m.comoments[("x", "x", (0,))] / m.count  # members 1e10 and 1e10 + 1
+    (array([1.e+10]), array([0.25]))
     """
 
     count: int
-    means: dict[str, np.ndarray]
-    comoments: dict[MomentKey, np.ndarray] = field(default_factory=dict)
+    shifts: dict[str, np.ndarray]
+    relative_means: dict[str, np.ndarray]
+    comoments: dict[MomentKey, np.ndarray]
+
+    def __post_init__(self) -> None:
+        count = self.count
+        if isinstance(count, bool) or not float(count).is_integer() or count < 0:
+            raise ValueError(f"moments: count must be a non-negative integer, got {count!r}")
+        self.count = int(count)
+        if set(self.shifts) != set(self.relative_means):
+            raise ValueError(
+                f"moments: shifts name fields {sorted(self.shifts)} but relative_means "
+                f"{sorted(self.relative_means)}"
+            )
+        self.shifts = {k: _as_state(v, f"shifts[{k!r}]") for k, v in self.shifts.items()}
+        self.relative_means = {
+            k: _as_state(v, f"relative_means[{k!r}]") for k, v in self.relative_means.items()
+        }
+        self.comoments = {
+            (a, b, tuple(int(v) for v in lag)): _as_state(value, f"comoments[{(a, b, lag)!r}]")
+            for (a, b, lag), value in self.comoments.items()
+        }
+        unknown = {name for a, b, _ in self.comoments for name in (a, b)} - set(self.shifts)
+        if unknown:
+            raise ValueError(f"moments: comoments name fields {sorted(unknown)} without a shift")
+        shapes = {
+            f"{kind}[{key!r}]": value.shape
+            for kind, group in (
+                ("shifts", self.shifts),
+                ("relative_means", self.relative_means),
+                ("comoments", self.comoments),
+            )
+            for key, value in group.items()
+        }
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"moments: all arrays need one state shape, got {shapes}")
+
+    @property
+    def means(self) -> dict[str, np.ndarray]:
+        """Mean of each field, ``shifts + relative_means``, state shape."""
+        return {name: self.shifts[name] + self.relative_means[name] for name in self.shifts}
 
 
 def chunk_moments(fields: Mapping[str, ArrayLike], ndim: int) -> Moments:
-    """Moments of one chunk of members (the numpy reference for the per-chunk sums).
+    """Moments of one chunk of members (the numpy reference of the :class:`Moments` contract).
 
     Parameters
     ----------
     fields : mapping of str to array_like
-        Each ``(members, *lead, *grid)`` with the same shape; the grid is the last ``ndim`` axes.
+        Each ``(members, *lead, *grid)`` with the same shape, finite; the grid is the last
+        ``ndim`` axes.
     ndim : int
         Number of grid axes.
+
+    Returns
+    -------
+    Moments
+        Shifted by the first member, with the co-moments of :func:`moment_keys`.
     """
-    arrays = {name: np.asarray(value, dtype=np.float64) for name, value in fields.items()}
+    arrays = {
+        name: _as_ensemble(value, ndim, f"fields[{name!r}]") for name, value in fields.items()
+    }
     shapes = {name: a.shape for name, a in arrays.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"fields: all fields need the same shape, got {shapes}")
-    first = next(iter(arrays.values()))
-    _as_ensemble(first, ndim, f"fields[{next(iter(arrays))!r}]")
-    means = {name: a.mean(axis=0) for name, a in arrays.items()}
-    errors = {name: arrays[name] - means[name] for name in arrays}
+    shifts = {name: a[0].copy() for name, a in arrays.items()}
+    relative = {name: a - shifts[name] for name, a in arrays.items()}
+    relative_means = {name: r.mean(axis=0) for name, r in relative.items()}
+    errors = {name: relative[name] - relative_means[name] for name in arrays}
     comoments = {
         (a, b, lag): np.sum(errors[a] * _shift(errors[b], lag), axis=0)
         for a, b, lag in moment_keys(tuple(arrays), ndim)
     }
-    return Moments(first.shape[0], means, comoments)
+    count = next(iter(shapes.values()))[0]
+    return Moments(count, shifts, relative_means, comoments)
 
 
 def _check_compatible(first: Moments, second: Moments) -> None:
-    if set(first.means) != set(second.means) or set(first.comoments) != set(second.comoments):
+    if set(first.shifts) != set(second.shifts) or set(first.comoments) != set(second.comoments):
         raise ValueError(
-            f"moments: fields/keys differ: {sorted(first.means)} vs {sorted(second.means)}"
+            f"moments: fields/keys differ: {sorted(first.shifts)} vs {sorted(second.shifts)}"
         )
-    for name, mean in first.means.items():
-        if mean.shape != second.means[name].shape:
+    for name, shift in first.shifts.items():
+        if shift.shape != second.shifts[name].shape:
             raise ValueError(
-                f"moments: state shape of {name!r} differs: {mean.shape} vs "
-                f"{second.means[name].shape}"
+                f"moments: state shape of {name!r} differs: {shift.shape} vs "
+                f"{second.shifts[name].shape}"
             )
+
+
+def _copy(moments: Moments) -> Moments:
+    return Moments(
+        moments.count,
+        dict(moments.shifts),
+        dict(moments.relative_means),
+        dict(moments.comoments),
+    )
 
 
 def merge_moments(first: Moments, second: Moments) -> Moments:
     """Combine the moments of two disjoint member sets (Chan et al. pairwise update).
 
-    ``M = M_A + M_B + (n_A n_B / n) d_a(p) d_b(p + lag)`` with ``d = mean_B - mean_A``.
+    With ``n = n_A + n_B`` and the difference of the means taken as
+    ``d = (c_B - c_A) + (m_B - m_A)`` (shifts ``c``, relative means ``m``), the result keeps
+    the shift ``c_A`` and has relative mean ``m_A + (n_B / n) d`` and co-moments
+    ``M = M_A + M_B + (n_A n_B / n) d_a(p) d_b(p + lag)``. ``c_B - c_A`` is exact when the
+    shifts agree to a factor 2 (the case ``|mean| >> spread``, where it matters), so ``d``
+    carries an error of order ``eps * spread`` rather than ``eps * |mean|``.
+
+    Parameters
+    ----------
+    first, second : Moments
+        Same fields, keys and state shape (or a count of 0).
+
+    Returns
+    -------
+    Moments
+        The moments of the union; the inputs are not modified.
     """
     if first.count == 0:
-        return Moments(second.count, dict(second.means), dict(second.comoments))
+        return _copy(second)
     if second.count == 0:
-        return Moments(first.count, dict(first.means), dict(first.comoments))
+        return _copy(first)
     _check_compatible(first, second)
     count = first.count + second.count
     weight = second.count / count
-    delta = {name: second.means[name] - first.means[name] for name in first.means}
-    means = {name: first.means[name] + weight * delta[name] for name in first.means}
+    delta = {
+        name: (second.shifts[name] - first.shifts[name])
+        + (second.relative_means[name] - first.relative_means[name])
+        for name in first.shifts
+    }
+    relative_means = {
+        name: first.relative_means[name] + weight * delta[name] for name in first.shifts
+    }
     factor = first.count * weight
     comoments = {
         (a, b, lag): first.comoments[(a, b, lag)]
@@ -358,7 +813,7 @@ def merge_moments(first: Moments, second: Moments) -> Moments:
         + factor * delta[a] * _shift(delta[b], lag)
         for a, b, lag in first.comoments
     }
-    return Moments(count, means, comoments)
+    return Moments(count, dict(first.shifts), relative_means, comoments)
 
 
 class MomentAccumulator:
@@ -381,6 +836,8 @@ class MomentAccumulator:
     MomentAccumulator(fields=('x',), count=10)
     >>> bool(np.allclose(acc.variance(), ens.var(axis=0)))
     True
+    >>> bool(np.allclose(acc.variance(ddof=1), ens.var(axis=0, ddof=1)))
+    True
     """
 
     def __init__(self, spacing: float | Sequence[float], fields: Sequence[str] = ("x",)) -> None:
@@ -388,7 +845,7 @@ class MomentAccumulator:
         self.fields = tuple(fields)
         if not self.fields or len(set(self.fields)) != len(self.fields):
             raise ValueError(f"fields: expected distinct field names, got {fields}")
-        self._moments = Moments(0, {}, {})
+        self._moments = Moments(0, {}, {}, {})
 
     def __repr__(self) -> str:
         return f"MomentAccumulator(fields={self.fields}, count={self.count})"
@@ -425,26 +882,24 @@ class MomentAccumulator:
         Parameters
         ----------
         batch : array_like or mapping of str to array_like
-            ``(members, *lead, *grid)`` per field (an array when there is one field).
+            ``(members, *lead, *grid)`` per field (an array when there is one field), finite.
         """
         return self.update_moments(chunk_moments(self._as_fields(batch), self.ndim))
 
     def update_moments(self, moments: Moments) -> MomentAccumulator:
-        """Add precomputed per-chunk :class:`Moments` (e.g. sums computed in TensorFlow)."""
+        """Add precomputed per-chunk :class:`Moments` (e.g. sums computed in TensorFlow).
+
+        ``moments`` follows the contract of :class:`Moments` (shift, mean relative to it and
+        centred co-moment sums) for this accumulator's fields and :func:`moment_keys`.
+        """
         expected = set(moment_keys(self.fields, self.ndim))
-        if set(moments.means) != set(self.fields) or set(moments.comoments) != expected:
-            missing = sorted(expected - set(moments.comoments), key=str)
+        keys = set(moments.comoments)
+        if set(moments.shifts) != set(self.fields) or keys != expected:
             raise ValueError(
-                f"moments: expected means of {self.fields} and the keys of moment_keys(); "
-                f"missing {missing}"
+                f"moments: expected shifts and relative means of {self.fields} and the keys of "
+                f"moment_keys(); missing {sorted(expected - keys, key=str)}, unexpected "
+                f"{sorted(keys - expected, key=str)}, fields {sorted(moments.shifts)}"
             )
-        moments = Moments(
-            int(moments.count),
-            {k: np.asarray(v, dtype=np.float64) for k, v in moments.means.items()},
-            {k: np.asarray(v, dtype=np.float64) for k, v in moments.comoments.items()},
-        )
-        if moments.count < 0:
-            raise ValueError(f"moments: count must be non-negative, got {moments.count}")
         self._moments = merge_moments(self._moments, moments)
         return self
 
@@ -471,12 +926,14 @@ class MomentAccumulator:
 
     def mean(self, name: str | None = None) -> np.ndarray:
         """Ensemble mean of field ``name``, state shape."""
-        return self._moments.means[self._field(name)].copy()
-
-    def variance(self, name: str | None = None) -> np.ndarray:
-        """Population variance of field ``name``, state shape."""
         name = self._field(name)
-        return self._moments.comoments[(name, name, (0,) * self.ndim)] / self.count
+        return self._moments.shifts[name] + self._moments.relative_means[name]
+
+    def variance(self, name: str | None = None, ddof: int = 0) -> np.ndarray:
+        """Variance of field ``name``, state shape; divisor ``N - ddof`` (0: population)."""
+        name = self._field(name)
+        ddof = _check_ddof(ddof, self.count)
+        return self._moments.comoments[(name, name, (0,) * self.ndim)] / (self.count - ddof)
 
     def _covariance_at(self, name: str, offset_p: np.ndarray, offset_q: np.ndarray) -> np.ndarray:
         """``Cov(x(p + offset_p), x(p + offset_q))`` for every ``p``, from the stored lags."""
@@ -493,10 +950,12 @@ class MomentAccumulator:
         Exactly the centred-difference estimate of :func:`metric_from_ensemble` on the final
         mean and variance: with ``sigma = sqrt(V)``,
         ``g_ij(p) = sum_{a,b=+-1} a b Cov(x(p + a e_i), x(p + b e_j))
-        / (sigma(p + a e_i) sigma(p + b e_j) 4 dx_i dx_j)``.
+        / (sigma(p + a e_i) sigma(p + b e_j) 4 dx_i dx_j)``. Independent of the variance
+        divisor.
         """
         name = self._field(name)
         variance = self.variance(name)
+        _check_grid(variance.shape, self.ndim)
         _check_positive_variance(variance, f"variance of {name!r}")
         sigma = np.sqrt(variance)
         unit = np.eye(self.ndim, dtype=int)
@@ -532,17 +991,22 @@ class MomentAccumulator:
         order = self.fields.index
         return (first, second) if order(first) < order(second) else (second, first)
 
-    def cross_covariance(self, first: str, second: str) -> np.ndarray:
-        """Cross-covariance ``V_ab = E[e_a e_b]``, state shape."""
+    def cross_covariance(self, first: str, second: str, ddof: int = 0) -> np.ndarray:
+        """Cross-covariance ``V_ab = E[e_a e_b]``, state shape; divisor ``N - ddof``."""
         a, b = self._pair(first, second)
-        return self._moments.comoments[(a, b, (0,) * self.ndim)] / self.count
+        ddof = _check_ddof(ddof, self.count)
+        return self._moments.comoments[(a, b, (0,) * self.ndim)] / (self.count - ddof)
 
     def cross_correlation(self, first: str, second: str) -> np.ndarray:
-        """Cross-correlation ``V_ab / sqrt(V_a V_b)``, state shape."""
-        product = self.variance(first) * self.variance(second)
-        _check_positive_variance(product, f"V_{first} V_{second}")
-        return self.cross_covariance(first, second) / np.sqrt(product)
+        """Cross-correlation ``V_ab / sqrt(V_a V_b)``, state shape (independent of ``ddof``)."""
+        va, vb = self.variance(first), self.variance(second)
+        _check_positive_variance(va, f"variance of {first!r}")
+        _check_positive_variance(vb, f"variance of {second!r}")
+        return self.cross_covariance(first, second) / (np.sqrt(va) * np.sqrt(vb))
 
-    def statistics(self, name: str | None = None) -> dict[str, np.ndarray]:
-        """Univariate statistics of field ``name``, keys as in :func:`ensemble_statistics`."""
-        return _derived_statistics(self.mean(name), self.variance(name), self.metric(name))
+    def statistics(self, name: str | None = None, ddof: int = 0) -> dict[str, np.ndarray]:
+        """Univariate statistics of field ``name``, keys as in :func:`ensemble_statistics`.
+
+        ``ddof`` sets the divisor of ``variance`` only; the other statistics do not depend on it.
+        """
+        return _derived_statistics(self.mean(name), self.variance(name, ddof), self.metric(name))

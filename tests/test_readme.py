@@ -15,7 +15,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
-    variance = namespace["ensemble"].variance("u")[0]
-    pkf_variance = namespace["forecast"][1.0]["V_u"]
+    variance = namespace["ensemble"]["V_u"].sel(time=1.0).values
+    pkf_variance = namespace["forecast"]["V_u"].sel(time=1.0).values
     assert np.linalg.norm(pkf_variance - variance) / np.linalg.norm(variance) < 0.12
     assert abs(namespace["learner"].trainable_scalars["b"] - 0.75) < 0.05

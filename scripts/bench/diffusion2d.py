@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     shape = (100, 100)
-    dt = time_step(shape)
+    dt = time_step()
     times = np.arange(args.steps + 1) * dt
     u0 = dirac(shape)
     kappa = diffusion_tensor(shape)

@@ -22,8 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 
+from cases.burgers import burgers_background  # noqa: E402
 from generator import NNModelBuilder  # noqa: E402
-from pkf import EnsembleForecast, build_dataset, burgers_background, sample_errors  # noqa: E402
+from pkf import EnsembleForecast, build_dataset, sample_errors  # noqa: E402
 
 NX, LENGTH, KAPPA, DT, STEPS, MEMBERS = 241, 1.0, 0.0025, 0.002, 500, 400
 
@@ -91,11 +92,11 @@ def main() -> None:
     forecast = EnsembleForecast(model, members=MEMBERS, progress=False)
 
     def network():
-        result = forecast.run(times, {"u": members})
+        result = forecast.run(times, {"u": members}).to_dataset()
         return {
-            "mean": result.mean("u"),
-            "variance": result.variance("u"),
-            "metric": result.metric("u")[:, 0, 0],
+            "mean": result["u"].values,
+            "variance": result["V_u"].values,
+            "metric": result["g_u_xx"].values,
         }
 
     start = time.perf_counter()

@@ -14,12 +14,14 @@ import pytest
 import sympy as sp
 
 from cases import chemistry1d
+from cases.study import Output, make_settings, run_case
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("chemistry1d")
-    return out, chemistry1d.run(out, quick=True, quiet=True)
+    settings = make_settings(chemistry1d, "quick")
+    return out, run_case("chemistry1d", chemistry1d, settings, Output(out, quiet=True))
 
 
 @pytest.mark.slow
@@ -29,12 +31,15 @@ def test_quick_run_writes_netcdf_figures_and_summary(quick_run):
     for stem in ("chemistry1d_statistics", "chemistry1d_errors"):
         assert (out / f"{stem}.png").stat().st_size > 0
         assert (out / f"{stem}.pdf").stat().st_size > 0
-    assert json.loads((out / "summary.json").read_text())["closure"] == "zero"
+    assert json.loads((out / "summary.json").read_text())["settings"]["closure"] == "zero"
     with xarray.open_dataset(out / "chemistry1d.nc") as ds:
-        for prefix in ("pkf", "pkf_gaussian", "ens1", "ens2"):
-            assert ds[f"{prefix}_V_AB"].shape == (5, 121)
-        assert ds["pkf_L_A"].attrs["units"] == "1"
-        assert "cross-covariance" in ds["ens1_V_AB"].attrs["long_name"]
+        sources = ["pkf_zero", "pkf_gaussian", "ensemble_1", "ensemble_2", "ensembles_pooled"]
+        assert list(ds["source"].values) == sources
+        assert ds["V_AB"].shape == (5, 5, 121)
+        assert ds["L_A_x"].attrs["units"] == "1"
+        assert "cross-covariance" in ds["V_AB"].attrs["long_name"]
+        assert ds["k"].item() == chemistry1d.PARAMETERS["k"]  # the model's constants travel
+        np.testing.assert_allclose(ds["u"], chemistry1d.wind(121))
 
 
 @pytest.mark.slow
@@ -43,7 +48,7 @@ def test_quick_variances_and_cross_covariance_match_ensemble(quick_run):
     final = summary["final_relative_l2_error"]
     for key in ("V_A", "V_B", "V_AB"):
         assert final[key] < 0.15, key
-    for key in ("L_A", "L_B"):
+    for key in ("L_A_x", "L_B_x"):
         assert final[key] < 0.4, key
     assert summary["relative_l2_error"]["V_AB"][0] is None  # V_AB = 0 at t = 0
 

@@ -35,14 +35,60 @@ def test_unwritable_output_directory_is_reported(tmp_path, capsys):
     assert "cannot create output directory" in capsys.readouterr().err
 
 
-def test_generate_writes_an_importable_module(tmp_path):
+def test_generate_writes_an_importable_module_from_a_trusted_file(tmp_path, capsys):
     source = tmp_path / "heat.py"
     source.write_text(EQUATIONS_FILE)
     target = tmp_path / "heat_model.py"
-    assert main(["generate", str(source), "--class-name", "Heat1D", "-o", str(target)]) == 0
+    argv = ["generate", "--file", str(source), "--class-name", "Heat1D", "-o", str(target)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"wrote {target}\n"
     text = target.read_text()
     assert "class Heat1D(GeneratedModel)" in text
     compile(text, str(target), "exec")
+
+
+def test_generate_from_equation_text_matches_the_same_system_from_a_file(tmp_path):
+    source = tmp_path / "heat.py"
+    source.write_text(EQUATIONS_FILE)
+    from_file, from_text = tmp_path / "from_file.py", tmp_path / "from_text.py"
+    assert main(["generate", "--file", str(source), "-o", str(from_file), "--accuracy", "4"]) == 0
+    text = "Eq(Derivative(u(t, x), t), kappa*Derivative(u(t, x), (x, 2)))"
+    assert main(["generate", text, "-o", str(from_text), "--accuracy", "4"]) == 0
+    assert from_text.read_text() == from_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["Eq(u(t, x), 1)"], "equation 1: "),
+        (["Eq(x, y.__class__)"], "bad equation string: equation 1: attribute access"),
+        (["--file", "missing.py"], "--file missing.py: no such file"),
+        (["Eq(Derivative(u(t,x),t), u(t,x))", "--accuracy", "3"], "--accuracy must be an even"),
+    ],
+)
+def test_generate_user_errors_are_one_line_with_exit_status_2(argv, message, tmp_path, capsys):
+    assert main(["generate", *argv, "-o", str(tmp_path / "model.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pkfnet: error: ") and message in err
+    assert "\n" not in err
+    assert not (tmp_path / "model.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("equations = [\n", "line 1: invalid syntax"),
+        ("raise RuntimeError('no equations today')", "RuntimeError: no equations today"),
+        ("x = 1", "does not define `equations`"),
+    ],
+)
+def test_a_broken_trusted_file_is_reported_in_one_line(code, message, tmp_path, capsys):
+    source = tmp_path / "broken.py"
+    source.write_text(code)
+    assert main(["derive", "--file", str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pkfnet: error: --file {source}") and message in err
+    assert "\n" not in err
 
 
 def test_run_diffusion2d_quick_writes_figure_netcdf_and_summary(tmp_path):
@@ -79,7 +125,7 @@ def test_subcommands_in_a_subprocess_happy_paths(tmp_path):
     source = tmp_path / "heat.py"
     source.write_text(EQUATIONS_FILE)
     generated = _pkfnet(
-        "generate", str(source), "--class-name", "Heat1D", "-o", str(tmp_path / "h.py")
+        "generate", "--file", str(source), "--class-name", "Heat1D", "-o", str(tmp_path / "h.py")
     )
     assert generated.returncode == 0 and (tmp_path / "h.py").exists()
     derived = _pkfnet(
@@ -104,3 +150,51 @@ def test_user_errors_exit_nonzero_with_one_line(args, cause):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and cause in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["advection2d", "--paper"],
+        ["diffusion2d", "--members", "10"],
+        ["burgers", "--quick", "--paper"],
+        ["diffusion2d", "--accuracy", "3"],
+        ["burgers", "--members", "1"],
+    ],
+)
+def test_a_flag_a_case_does_not_honour_is_an_error_and_nothing_is_created(tmp_path, flags):
+    # Issue 11.18: flags were accepted and ignored, and a refused run left an empty folder.
+    out = tmp_path / "out"
+    assert main(["run", *flags, "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_version_is_the_installed_distribution_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pkfnet {version('pkfnet')}"
+
+
+def test_run_help_lists_the_cases_and_a_case_help_lists_its_settings(capsys):
+    assert main(["run"]) == 0
+    listing = capsys.readouterr().out
+    assert "burgers-closure" in listing and "advection2d" in listing
+    assert main(["run", "chemistry1d", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--members" in help_text and "--closure {zero,gaussian}" in help_text
+    assert "--paper" not in help_text  # chemistry1d has no paper preset
+
+
+@pytest.mark.slow
+def test_diffusion2d_accuracy_4_compares_like_with_like(tmp_path):
+    # Issue 11.21: the numpy reference stayed second order, so accuracy 4 reported 1.8 %.
+    from cases import diffusion2d
+    from cases.study import Output, make_settings, run_case
+
+    settings = make_settings(diffusion2d, "quick", accuracy=4, final_time=0.05)
+    summary = run_case("diffusion2d", diffusion2d, settings, Output(tmp_path, quiet=True))
+    assert summary["relative_l2_distance"] < 1e-12
+    assert "order 4" in summary["compared"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 import sys
 import time
@@ -108,7 +110,7 @@ def test_derive_latex_in_aspect_form(capsys):
     assert r"\frac{\partial^{4}}{\partial x^{4}}" in unclosed
 
 
-def test_derive_reads_a_python_file_and_reports_a_closed_system(tmp_path, capsys):
+def test_derive_reads_a_python_file_given_with_file_and_reports_a_closed_system(tmp_path, capsys):
     source = tmp_path / "advection.py"
     source.write_text(
         "import sympy as sp\n"
@@ -116,25 +118,114 @@ def test_derive_reads_a_python_file_and_reports_a_closed_system(tmp_path, capsys
         "c, U = sp.Function('c')(t, x), sp.Function('U')(x)\n"
         "equations = [sp.Eq(c.diff(t), -U * c.diff(x))]\n"
     )
-    assert main(["derive", str(source), "--form", "metric"]) == 0
+    assert main(["derive", "--file", str(source), "--form", "metric"]) == 0
     out = capsys.readouterr().out
     assert "PKF dynamics (metric form), 3 equations" in out
     assert "Unclosed terms: none" in out
 
 
 @pytest.mark.parametrize(
-    ("argument", "message"),
+    ("argv", "message"),
     [
-        ("Eq(u(t, x), 1)", "cannot derive the PKF dynamics: equation 0"),
-        ("Eq(x, y.__class__)", "bad equation string: attribute access"),
-        ("missing_file.py", "no such file"),
+        (["Eq(u(t, x), 1)"], "cannot derive the PKF dynamics: equation 1: "),
+        (["Eq(x, y.__class__)"], "bad equation string: equation 1: attribute access"),
+        (["--file", "missing_file.py"], "--file missing_file.py: no such file"),
+        (
+            ["Eq(Derivative(u(t,x),t), u(t,x)); Eq(Derivative(v(t,x),t), v(t,x)**'a')"],
+            "bad equation string: equation 2: text literals",
+        ),
     ],
 )
-def test_derive_user_errors_are_one_line_with_exit_status_2(argument, message, capsys):
-    assert main(["derive", argument]) == 2
+def test_derive_user_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+    assert main(["derive", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pkfnet: error: {message}")
     assert "\n" not in err
+
+
+def _evil_file(directory):
+    """A Python file that leaves a marker when run; returns the marker's path."""
+    marker = directory / "executed"
+    (directory / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "import sympy as sp\n"
+        "t, x = sp.symbols('t x')\n"
+        "u = sp.Function('u')(t, x)\n"
+        "equations = [sp.Eq(u.diff(t), -u.diff(x))]\n"
+    )
+    return marker
+
+
+@pytest.mark.parametrize("command", ["derive", "generate"])
+def test_an_argument_naming_a_python_file_is_equation_text_and_never_executed(command, tmp_path):
+    marker = _evil_file(tmp_path)
+    extra = ["-o", str(tmp_path / "model.py")] if command == "generate" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "cases.cli", command, "evil.py", *extra],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("pkfnet: error: bad equation string: equation 1: ")
+    assert not marker.exists()
+
+
+def test_a_python_file_given_with_file_is_executed(tmp_path):
+    marker = _evil_file(tmp_path)
+    trusted = subprocess.run(
+        [sys.executable, "-m", "cases.cli", "derive", "--file", "evil.py", "--form", "metric"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("command", ["derive", "generate"])
+def test_help_says_that_file_executes_code_and_text_is_never_executed(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--file FILE" in text
+    assert "EXECUTES the file's code" in text
+    assert "never executed" in text
+
+
+def test_derive_help_lists_the_limits_from_their_constants(capsys):
+    with pytest.raises(SystemExit):
+        main(["derive", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("MAX_LENGTH", "MAX_EQUATIONS", "MAX_DERIVATIVE_ORDER", "MAX_TERMS", "MAX_FIELDS"):
+        assert str(getattr(cases.parsing, name)) in text, name
+    assert f"at most {cases.parsing.MAX_FACTORS}" in text
+    assert f"at most {cases.parsing.MAX_OUTPUT} characters" in text
+    for form, orders in cases.parsing.MAX_TERM_ORDER.items():
+        expected = ", ".join(f"{n}D {one}/{several}" for n, (one, several) in enumerate(orders, 1))
+        assert f"{form}: {expected}" in text
+    for form, sizes in cases.parsing.MAX_DERIVED_SIZE.items():
+        expected = ", ".join(f"{n}D {k}" for n, k in enumerate(sizes, 1))
+        assert f"{form}: {expected}" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["derive"],
+        ["derive", BURGERS, "--file", "burgers.py"],
+        ["generate", "-o", "model.py"],
+        ["generate", BURGERS, "--file", "burgers.py", "-o", "model.py"],
+    ],
+)
+def test_exactly_one_equation_source_is_required(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "--file" in capsys.readouterr().err
 
 
 def test_derive_refuses_code_injection_without_running_it(tmp_path):
@@ -164,3 +255,53 @@ def test_nesting_below_the_limit_is_parsed():
     (equation,) = parse_equations("Eq(Derivative(u(t, x), t), " + "-" * depth + "u(t, x))")
     expected = -1 if depth % 2 else 1
     assert equation.rhs == expected * sp.Function("u")(*sp.symbols("t x"))
+
+
+CHEMISTRY = {
+    "A": "Eq(Derivative(A(t,x),t), -u(x)*Derivative(A(t,x),x) + k*B(t,x))",
+    "B": "Eq(Derivative(B(t,x),t), -u(x)*Derivative(B(t,x),x) - k*A(t,x))",
+    "C": "Eq(Derivative(C(t,x),t), -u(x)*Derivative(C(t,x),x) + A(t,x)*B(t,x))",
+}
+
+
+@pytest.mark.parametrize("names", ["AB", "ABC"])
+@pytest.mark.parametrize("form", ["metric", "diffusion"])
+def test_derive_output_is_the_same_for_every_order_of_the_equations(names, form, capsys):
+    outputs = set()
+    for order in itertools.permutations(names):
+        assert main(["derive", "; ".join(CHEMISTRY[n] for n in order), "--form", form]) == 0
+        outputs.add(capsys.readouterr().out)
+    assert len(outputs) == 1
+    (out,) = outputs
+    assert "V_AB(t, x)" in out and "V_BA" not in out
+
+
+def test_argument_from_an_undecodable_locale_is_read_as_utf8(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONIOENCODING"}
+    env.update(LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    greek = "Eq(Derivative(α(t,x),t), -U(x)*Derivative(α(t,x),x))".encode()
+    latin1 = "Eq(Derivative(é(t,x),t), 0)".encode("latin-1")
+    ok = subprocess.run(
+        [sys.executable.encode(), b"-m", b"cases.cli", b"derive", greek],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert b"\\u03b1" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable.encode(), b"-m", b"cases.cli", b"derive", latin1],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        b"pkfnet: error: the equation text is neither in the terminal's encoding nor in UTF-8; "
+        b"write it in UTF-8"
+    ]
+
+
+def test_text_with_undecodable_characters_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="undecodable character at position 14"):
+        parse_equations("Eq(Derivative(\udcce(t, x), t), 0)")

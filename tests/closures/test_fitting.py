@@ -169,7 +169,7 @@ def test_one_step_training_moves_the_coefficients_toward_the_truth(burgers):
     reference = reference(shape=N, kappa=KAPPA, jit_compile=False)
     data = fields(samples=256, seed=11)
     dt = 0.002
-    after = reference.forecast([0.0, dt], data, saved_times=[dt])[dt]
+    after = reference.state_at(reference.forecast([0.0, dt], data, saved_times=[dt]))
     start = THEORY * np.array([0.8, 1.3, 0.7])
     result = fit_one_step_closure(
         equations,

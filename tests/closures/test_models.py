@@ -81,8 +81,8 @@ def test_expression_and_keras_closures_give_the_same_burgers_pkf_forecast(burger
     net = plug_linear_closure(outside, SLOT, terms, coefficients)
     assert [i.name for i in net.inputs] == ["nu_u_xx", "V_u"]
     times = np.arange(STEPS + 1) * DT
-    a = inside.forecast(times, initial_state(), saved_times=[times[-1]])[times[-1]]
-    b = outside.forecast(times, initial_state(), saved_times=[times[-1]])[times[-1]]
+    a = inside.state_at(inside.forecast(times, initial_state(), saved_times=[times[-1]]))
+    b = outside.state_at(outside.forecast(times, initial_state(), saved_times=[times[-1]]))
     assert not np.allclose(a["nu_u_xx"], initial_state()["nu_u_xx"], rtol=1e-3)
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=0, err_msg=name)

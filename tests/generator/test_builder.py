@@ -60,8 +60,8 @@ def test_written_module_and_built_class_give_identical_forecasts(builder, tmp_pa
     a = module.Coupled1D(shape=64, kappa=0.01).forecast(times, state, saved_times=[times[-1]])
     b = built(shape=64, kappa=0.01).forecast(times, state, saved_times=[times[-1]])
     for name in ("u", "v"):
-        np.testing.assert_array_equal(a[times[-1]][name], b[times[-1]][name])
-        assert np.all(np.isfinite(a[times[-1]][name]))
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert np.all(np.isfinite(a[name].values))
 
 
 def test_trend_model_summary_save_and_load_roundtrip(builder, tmp_path):
@@ -76,7 +76,7 @@ def test_trend_model_summary_save_and_load_roundtrip(builder, tmp_path):
     restored = loaded(inputs)
     for name in ("u", "v"):
         np.testing.assert_array_equal(np.asarray(original[name]), np.asarray(restored[name]))
-    assert float(loaded.get_layer("trend").constant_weights["kappa"].numpy()) == 0.02
+    assert float(loaded.get_layer("pkfnet_trend").constant_weights["kappa"].numpy()) == 0.02
 
 
 def test_constants_are_weights_not_frozen(builder):

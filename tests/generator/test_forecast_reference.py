@@ -61,10 +61,10 @@ def test_rk4_matches_numpy_reference_2d_heterogeneous_diffusion(diffusion_class,
     shape = (100, 100)
     kappa = diffusion_tensor(shape)
     model = diffusion_class(shape=shape, dtype=dtype, **kappa)
-    dt, steps = time_step(shape), 60
+    dt, steps = time_step(), 60
     times = np.arange(steps + 1) * dt
     u0 = dirac(shape)
-    out = model.forecast(times, {"u": u0}, saved_times=[times[-1]])[float(times[-1])]["u"]
+    out = model.state_at(model.forecast(times, {"u": u0}, saved_times=[times[-1]]))["u"]
     expected = numpy_diffusion(u0, kappa, 1 / 100, dt, steps)
     assert out.dtype == np.dtype(dtype)
     assert relative_l2(out, expected) <= tolerance
@@ -74,16 +74,21 @@ def test_forecast_returns_every_saved_time_and_batches_members(diffusion_class):
     shape = (32, 32)
     kappa = diffusion_tensor(shape)
     model = diffusion_class(shape=shape, **kappa)
-    dt = time_step(shape)
+    dt = time_step()
     times = np.arange(11) * dt
     rng = np.random.default_rng(1)
     members = rng.normal(size=(5, *shape))
     out = model.forecast(times, {"u": members}, saved_times=times[[0, 4, 10]])
-    assert list(out) == pytest.approx(list(times[[0, 4, 10]]))
-    np.testing.assert_array_equal(out[float(times[0])]["u"], members)
+    np.testing.assert_array_equal(out["time"].values, times[[0, 4, 10]])
+    assert out["u"].dims == ("time", "member", "y", "x")  # CF order: x varies fastest
+    np.testing.assert_array_equal(model.state_at(out, times[0])["u"], members)
     for k, t_saved in zip([4, 10], times[[4, 10]], strict=True):
         single = np.stack([numpy_diffusion(m, kappa, 1 / 32, dt, k) for m in members])
-        assert relative_l2(out[float(t_saved)]["u"], single) <= 1e-12
+        assert relative_l2(model.state_at(out, t_saved)["u"], single) <= 1e-12
+        # the labelled array is the same data with the grid axes in CF order
+        np.testing.assert_array_equal(
+            out["u"].sel(time=t_saved).values, np.swapaxes(model.state_at(out, t_saved)["u"], 1, 2)
+        )
 
 
 def burgers_1d_reference(u0, kappa, a, h, dt, steps, scheme):
@@ -112,7 +117,7 @@ def test_1d_burgers_with_functions_matches_numpy_for_each_time_scheme(scheme):
     xs = np.arange(n) / n
     u0 = 0.25 * (1 + np.cos(2 * np.pi * (xs - 0.25)))
     times = np.arange(steps + 1) * dt
-    out = model.forecast(times, {"u": u0}, saved_times=[times[-1]])[float(times[-1])]["u"]
+    out = model.forecast(times, {"u": u0}, saved_times=[times[-1]])["u"].values[-1]
     expected = burgers_1d_reference(u0, 0.0025, 0.3, 1 / n, dt, steps, scheme)
     assert relative_l2(out, expected) <= 1e-12
 
@@ -141,7 +146,7 @@ def test_3d_advection_diffusion_matches_numpy_on_16_cubed_grid():
 
     dt, steps = 0.005, 40
     times = np.arange(steps + 1) * dt
-    out = model.forecast(times, {"c": c0}, saved_times=[times[-1]])[float(times[-1])]["c"]
+    out = model.state_at(model.forecast(times, {"c": c0}, saved_times=[times[-1]]))["c"]
     assert relative_l2(out, rk4_numpy(trend, c0, dt, steps)) <= 1e-12
 
 
@@ -166,7 +171,7 @@ def test_missing_or_unknown_constants_are_named(diffusion_class):
 
 def test_bad_state_shape_names_the_field(diffusion_class):
     model = diffusion_class(shape=(10, 10), **diffusion_tensor((10, 10)))
-    with pytest.raises(ValueError, match=r"field 'u' has shape \(9, 10\)"):
+    with pytest.raises(ValueError, match=r"state\['u'\] has shape \(9, 10\)"):
         model.forecast([0.0, 0.001], {"u": np.zeros((9, 10))})
     with pytest.raises(ValueError, match="missing"):
         model.forecast([0.0, 0.001], {})

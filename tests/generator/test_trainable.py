@@ -130,7 +130,7 @@ def test_diagnostic_field_matches_numpy_conservative_burgers():
     model = NNModelBuilder(eqs, "ConservativeBurgers").build()(shape=N, kappa=KAPPA)
     u0 = 0.25 * (1 + np.cos(2 * np.pi * (XS - 0.25)))
     times = np.arange(101) * DT
-    out = model.forecast(times, {"u": u0}, saved_times=[times[-1]])[float(times[-1])]["u"]
+    out = model.forecast(times, {"u": u0}, saved_times=[times[-1]])["u"].values[-1]
     expected = u0
     for _ in range(100):
         expected = rk4_step(lambda f: -d1(f**2 / 2) + KAPPA * d2(f), expected, DT)
@@ -172,7 +172,7 @@ def test_tangent_linear_matches_finite_difference_quotient_at_first_order(burger
     end = float(times[-1])
 
     def final(v):
-        return burgers_model.forecast(times, {"u": v}, saved_times=[end])[end]["u"]
+        return burgers_model.forecast(times, {"u": v}, saved_times=[end])["u"].values[-1]
 
     base = final(state)
     errors = [np.linalg.norm((final(state + h * direction) - base) / h - tl) for h in (1e-3, 1e-4)]
@@ -185,7 +185,8 @@ def test_rollout_model_and_k_step_training(burgers_model):
     out = block({"u": x0})["u"]
     assert tuple(out.shape) == (4, 3, N)
     end = float(3 * DT)
-    reference = burgers_model.forecast(np.arange(4) * DT, {"u": x0}, saved_times=[end])[end]["u"]
+    reference = burgers_model.forecast(np.arange(4) * DT, {"u": x0}, saved_times=[end])
+    reference = reference["u"].values[-1]
     np.testing.assert_allclose(np.asarray(out)[:, -1], reference, rtol=1e-12)
 
     a = TrainableScalar("a", init=1.0)
@@ -233,4 +234,4 @@ def test_trained_model_with_closure_saves_and_reloads_identically(tmp_path):
     times = np.arange(11) * DT
     a_out = model.forecast(times, {"u": np.cos(2 * np.pi * XS)}, saved_times=[times[-1]])
     b_out = clone.forecast(times, {"u": np.cos(2 * np.pi * XS)}, saved_times=[times[-1]])
-    np.testing.assert_array_equal(a_out[times[-1]]["u"], b_out[times[-1]]["u"])
+    np.testing.assert_array_equal(a_out["u"].values, b_out["u"].values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import pickle
+from itertools import permutations
 
 import pytest
 import sympy as sp
@@ -250,10 +251,125 @@ def test_generated_names_never_collide_and_are_identifiers():
     assert pkf.fields["V_u"].mean != pkf.fields["u"].variance
 
 
-def test_rejects_left_hand_side_that_is_not_a_time_derivative():
-    with pytest.raises(ValueError, match="equation 1"):
+def test_rejects_left_hand_side_that_is_not_a_time_derivative_counting_from_1():
+    with pytest.raises(ValueError, match=r"^equation 2: "):
         SymbolicPKF([sp.Eq(u.diff(t), u), sp.Eq(sp.Function("v")(t, x).diff(t, 2), u)])
+
+
+v = sp.Function("v")(t, x)
+w = sp.Function("w")
+
+
+@pytest.mark.parametrize(
+    "equations",
+    [
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t), v.diff(t))],  # time derivative on the right
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t), sp.tan(v))],  # unsupported function
+        [sp.Eq(u.diff(t), u), sp.Eq(u.diff(t), v)],  # two equations for one field
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t), w(t, y))],  # coordinate the domain lacks
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t), x * v)],  # explicit coordinate
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t, x), v)],  # mixed derivative on the left
+        [sp.Eq(u.diff(t), u), sp.Eq(v.diff(t), sp.Integral(v, x))],  # unsupported construct
+    ],
+)
+def test_invalid_systems_get_the_generator_analysis_message(equations):
+    from generator.analysis import PDESystem
+
+    with pytest.raises(ValueError) as reference:
+        PDESystem.from_equations(equations)
+    with pytest.raises(ValueError) as ours:
+        SymbolicPKF(equations)
+    assert str(ours.value) == str(reference.value)
+    assert str(ours.value).startswith("equation 2: ")
+
+
+@pytest.mark.parametrize(
+    ("equations", "message"),
+    [
+        (
+            [sp.Eq(u.diff(t), v), sp.Eq(v, u**2)],
+            r"^equation 2: Eq\(v\(t, x\), u\(t, x\)\*\*2\) is a diagnostic equation; .*"
+            r"substitute v\(t, x\) into the other equations",
+        ),
+        (
+            [sp.Eq(u.diff(t), 0), sp.Eq(sp.Function("v")(x, t).diff(t), 0)],
+            r"^equation 2: v\(x, t\) has arguments \(x, t\), equation 1 has \(t, x\); give every",
+        ),
+        (
+            [sp.Eq(u.diff(t), sp.Function("u")(x, t))],
+            r"^equation 1: u\(x, t\) must be written with the arguments of its equation, u\(t, x\)",
+        ),
+        (
+            [sp.Eq(sp.Function("q")(t).diff(t), -sp.Function("q")(t))],
+            r"^equation 1: q\(t\) has 0 spatial coordinates \(none\); the PKF is derived in 1 to 3",
+        ),
+    ],
+)
+def test_pkf_specific_checks_name_the_equation_from_1(equations, message):
+    with pytest.raises(ValueError, match=message):
+        SymbolicPKF(equations)
+
+
+def test_more_than_three_spatial_coordinates_are_refused_at_once():
+    s = sp.Symbol("s")
+    c = sp.Function("c")(t, x, y, z, s)
+    with pytest.raises(ValueError, match=r"^equation 1: .* 4 spatial coordinates \(x, y, z, s\); "):
+        SymbolicPKF(sp.Eq(c.diff(t), -c.diff(x)))
+
+
+A, B, C = (sp.Function(n)(t, x) for n in "ABC")
+U, k = sp.Function("U")(x), sp.Symbol("k")
+
+
+def _chemistry(order):
+    rhs = {A: -U * A.diff(x) + k * B, B: -U * B.diff(x) - k * A, C: U * C.diff(x, 2) + A * B}
+    return [sp.Eq(f.diff(t), rhs[f]) for f in order]
+
+
+def _everything(pkf):
+    """Every result of a derivation, for comparing two of them."""
+    return (
+        list(pkf.fields),
+        [pkf.covariance(f, h) for f in pkf.fields for h in pkf.fields if f < h],
+        pkf.unclosed_terms,
+        pkf.closure_slots,
+        pkf.in_metric,
+        pkf.in_diffusion,
+        pkf.to_generator("aspect"),
+    )
+
+
+@pytest.mark.parametrize("fields", [(A, B), (A, B, C)], ids=["2 fields", "3 fields"])
+def test_results_do_not_depend_on_the_order_of_the_equations(fields):
+    first, *others = [SymbolicPKF(_chemistry(order)) for order in permutations(fields)]
+    reference = _everything(first)
+    for pkf in others:
+        assert _everything(pkf) == reference
+
+
+def test_fields_cross_covariances_and_cross_terms_follow_the_sorted_names():
+    pkf = SymbolicPKF(_chemistry((B, A)))  # given in the other order
+    assert list(pkf.fields) == ["A", "B"]
+    assert pkf.covariance("B", "A").func.__name__ == "V_AB"
+    eps_a, eps_b = pkf.fields["A"].epsilon, pkf.fields["B"].epsilon
+    for term in pkf.unclosed_terms:  # E[eps_A d^c eps_B]: the derivatives on the later field
+        (product,) = term.args
+        assert product.has(eps_a) and any(d.expr == eps_b for d in product.atoms(sp.Derivative))
+    means = [eq.lhs.expr for eq in pkf.in_metric[:2]]
+    assert means == [A, B]
+    variances = [eq.lhs.expr for eq in pkf.in_metric[2:4]]
+    assert variances == [pkf.fields["A"].variance, pkf.fields["B"].variance]
 
 
 def test_derived_equations_pickle_round_trip(burgers):
     assert pickle.loads(pickle.dumps(burgers.in_metric)) == burgers.in_metric
+
+
+def test_set_closure_never_evaluates_text(tmp_path):
+    pkf = SymbolicPKF(sp.Eq(u.diff(t), kappa * u.diff(x, 2)))
+    marker = tmp_path / "pwned"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    with pytest.raises(ValueError, match="give a sympy expression or a number"):
+        pkf.set_closure({pkf.unclosed_terms[0]: code})
+    assert not marker.exists()
+    pkf.set_closure({pkf.unclosed_terms[0]: 0})  # numbers are fine

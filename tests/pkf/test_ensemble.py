@@ -45,15 +45,17 @@ def test_heat_1d_aspect_and_variance_follow_the_analytic_solution():
     )
     aspect = s0 + 4 * kappa * result.times
     assert aspect[-1] / s0 >= 1.5
+    ds = result.to_dataset()
     # homogeneous statistics: compare the domain averages
-    s = result.aspect("u")[:, 0, 0].mean(axis=-1)
-    variance = result.variance("u").mean(axis=-1)
-    np.testing.assert_allclose(s, aspect, rtol=0.03)
-    np.testing.assert_allclose(variance, v0 * np.sqrt(s0 / aspect), rtol=0.03)
-    np.testing.assert_allclose(result.mean("u"), 1.0, atol=0.1)
-    np.testing.assert_allclose(
-        result.length_scale("u")[:, 0], np.sqrt(result.aspect("u")[:, 0, 0]), rtol=1e-12
-    )
+    np.testing.assert_allclose(ds["s_u_xx"].mean("x"), aspect, rtol=0.03)
+    np.testing.assert_allclose(ds["V_u"].mean("x"), v0 * np.sqrt(s0 / aspect), rtol=0.03)
+    np.testing.assert_allclose(ds["u"], 1.0, atol=0.1)
+    np.testing.assert_allclose(ds["L_u_x"], np.sqrt(ds["s_u_xx"]), rtol=1e-12)
+    np.testing.assert_allclose(ds["nu_u_xx"], ds["s_u_xx"] / 2, rtol=1e-15)
+    assert ds.attrs["variance_estimator"] == "population (divisor N)"
+    unbiased = result.to_dataset(ddof=1)
+    np.testing.assert_allclose(unbiased["V_u"], ds["V_u"] * 1600 / 1599, rtol=1e-14)
+    np.testing.assert_array_equal(unbiased["s_u_xx"], ds["s_u_xx"])
 
 
 def centred_metric_of_gaussian(aspect: np.ndarray, dx: float) -> np.ndarray:
@@ -93,16 +95,28 @@ def test_heat_2d_rotated_anisotropic_aspect_tensor_follows_s0_plus_4_k_t():
     result = EnsembleForecast(model, members=1600, progress=False).run(
         times, {"u": errors}, saved_times=[0.0, 1.0]
     )
+    ds = result.to_dataset()
+    assert ds["g_u_xy"].dims == ("time", "y", "x")
+
+    def tensor_mean(prefix, k):
+        xy = float(ds[f"{prefix}_u_xy"][k].mean())
+        return np.array(
+            [
+                [float(ds[f"{prefix}_u_xx"][k].mean()), xy],
+                [xy, float(ds[f"{prefix}_u_yy"][k].mean())],
+            ]
+        )
+
     for k, time in enumerate(result.times):
         aspect = s0 + 4 * tensor * time
         expected = centred_metric_of_gaussian(aspect, 1.0 / n)
-        metric = result.metric("u")[k].mean(axis=(-2, -1))
+        metric = tensor_mean("g", k)
         scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
         np.testing.assert_array_less(np.abs(metric - expected) / scale, 0.03)
-        measured = result.aspect("u")[k].mean(axis=(-2, -1))
+        measured = tensor_mean("s", k)
         scale = np.sqrt(np.outer(np.diag(aspect), np.diag(aspect)))
         np.testing.assert_array_less(np.abs(measured - aspect) / scale, 0.08)
-        variance = result.variance("u")[k].mean()
+        variance = float(ds["V_u"][k].mean())
         expected_variance = v0 * np.sqrt(np.linalg.det(s0) / np.linalg.det(aspect))
         assert abs(variance / expected_variance - 1) < 0.03
     assert abs(s0[0, 1]) > 0.1 * np.sqrt(s0[0, 0] * s0[1, 1])  # the off-diagonal is tested
@@ -138,34 +152,32 @@ def test_seven_uneven_chunks_merge_to_the_single_chunk_statistics():
         times, lambda start, stop: {k: v[start:stop] for k, v in initial.items()}, saved
     )
     assert chunked.count == single.count == members
-    for name in ("u", "v"):
-        for key, value in single.statistics(name).items():
-            np.testing.assert_allclose(
-                chunked.statistics(name)[key], value, rtol=0, atol=1e-12 * np.abs(value).max()
-            )
-    covariance = single.cross_covariance("u", "v")
-    np.testing.assert_allclose(
-        chunked.cross_covariance("v", "u"),
-        covariance,
-        rtol=0,
-        atol=1e-12 * np.abs(covariance).max(),
-    )
+    one, many = single.to_dataset(), chunked.to_dataset()
+    statistics = [n for n in one.data_vars if n not in model.constants and "members" not in n]
+    assert {"u", "V_u", "g_u_xx", "s_u_xx", "nu_u_xx", "L_u_x", "V_uv", "rho_uv"} <= set(statistics)
+    for name in statistics:
+        value = one[name].values
+        np.testing.assert_allclose(many[name], value, rtol=0, atol=1e-12 * np.abs(value).max())
     # the on-the-fly moments equal the direct statistics of the saved members
     members_u, members_v = single.members["u"], single.members["v"]
     assert members_u.shape == (saved.size, members, 48)
+    assert one["u_members"].dims == ("time", "member", "x")
+    names = {"mean": "u", "variance": "V_u", "length_scale": "L_u_x"}
+    names.update(metric="g_u_xx", aspect="s_u_xx", diffusion="nu_u_xx")
     for k in range(saved.size):
         direct = ensemble_statistics(members_u[k], model.dx)
         for key, value in direct.items():
-            np.testing.assert_allclose(single.statistics("u")[key][k], value, rtol=1e-10)
+            expected = value.reshape(-1, 48)[0]  # tensors (1, 1, 48), length-scale (1, 48)
+            np.testing.assert_allclose(one[names[key]].values[k], expected, rtol=1e-10)
         np.testing.assert_allclose(
-            single.cross_covariance("u", "v")[k],
+            one["V_uv"].values[k],
             cross_covariance(members_u[k], members_v[k]),
             rtol=1e-10,
             atol=1e-14,
         )
     # the members themselves match the model's own forecast
     reference = model.forecast(times, initial, saved_times=saved)
-    np.testing.assert_allclose(members_u[-1], reference[float(saved[-1])]["u"], rtol=1e-12)
+    np.testing.assert_allclose(members_u[-1], reference["u"].values[-1], rtol=1e-12)
 
 
 def test_chunks_follow_the_memory_budget():
@@ -193,3 +205,47 @@ def test_initial_members_with_a_wrong_shape_are_rejected():
     model = heat_1d(32, 1e-3)
     with pytest.raises(ValueError, match=r"initial\['u'\]: expected shape .* \(4, 32\)"):
         EnsembleForecast(model, 4, progress=False).run([0.0, 0.1], {"u": np.zeros((3, 32))})
+
+
+def test_bad_ensemble_arguments_are_named():
+    model = heat_1d(16, 1e-3)
+    with pytest.raises(ValueError, match="members: expected an integer >= 1, got 2.7"):
+        EnsembleForecast(model, 2.7)
+    with pytest.raises(ValueError, match="chunks: expected an integer >= 1, got 0"):
+        EnsembleForecast(model, 4, chunks=0).chunk_sizes()
+    forecast = EnsembleForecast(model, 2, progress=False)
+    members = {"u": np.zeros((2, 16))}
+    with pytest.raises(ValueError, match=r"saved_times: \[0.1\] appear more than once"):
+        forecast.run([0.0, 0.1], members, saved_times=[0.1, 0.1])
+    with pytest.raises(TypeError, match=r"initial\['u'\]: expected real numbers"):
+        forecast.run([0.0, 0.1], {"u": np.zeros((2, 16)) * 1j})
+    bad = np.zeros((2, 16))
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"initial\['u'\]: initial members \[1\] are not finite"):
+        forecast.run([0.0, 0.1], {"u": bad})
+
+
+def test_single_time_and_model_forecast_share_the_time_grid_rules():
+    # One validation for both (issue 12.1): a single time is the initial ensemble.
+    model = heat_1d(16, 1e-3)
+    members = np.random.default_rng(0).normal(size=(5, 16))
+    result = EnsembleForecast(model, 5, progress=False).run([0.3], {"u": members})
+    np.testing.assert_array_equal(result.times, [0.3])
+    np.testing.assert_allclose(result.to_dataset()["V_u"].values[0], members.var(axis=0))
+
+
+def test_blow_up_names_the_members_that_are_not_finite():
+    model = heat_1d(32, 1.0)  # unstable: kappa dt / dx² = 10; zero members stay zero
+    members = np.zeros((6, 32))
+    members[4] = np.cos(np.pi * np.arange(32))  # the fastest-growing mode
+    times = np.arange(101) * 0.01
+    forecast = EnsembleForecast(model, 6, chunks=3, progress=False)
+    with pytest.raises(NonFiniteStateError, match=r"in 1 member\(s\) \(4\)") as info:
+        forecast.run(times, {"u": members}, times[::10])
+    assert info.value.field == "u" and info.value.time > 0
+    # finite members whose moments overflow float64 are named too, never returned as inf
+    huge = np.zeros((6, 32))
+    huge[4] = 1e300
+    stable = EnsembleForecast(heat_1d(32, 1e-3), 6, progress=False)
+    with pytest.raises(NonFiniteStateError, match="statistics of field 'u' overflow"):
+        stable.run(times[:3], {"u": huge})

@@ -153,8 +153,16 @@ def test_non_positive_definite_correlation_warns():
 def test_bad_arguments_name_the_argument_and_shapes():
     with pytest.raises(ValueError, match=r"variance: .*grid shape \(32,\).*\(31,\)"):
         sample_errors(32, 1.0, 2, 0.1, variance=np.ones(31))
-    with pytest.raises(ValueError, match="lengths: expected a scalar or 2"):
+    with pytest.raises(ValueError, match=r"lengths: expected one entry per grid axis \(2\)"):
         sample_errors((32, 32), (1.0, 1.0, 1.0), 2, 0.1)
+    with pytest.raises(ValueError, match=r"lengths\[0\]: expected a finite number > 0, got inf"):
+        sample_errors(32, np.inf, 2, 0.1)
+    with pytest.raises(ValueError, match="members: expected an integer >= 1, got 2.7"):
+        sample_errors(32, 1.0, 2.7, 0.1)
+    with pytest.raises(ValueError, match=r"shape\[0\]: expected an integer >= 1, got 64.7"):
+        sample_errors(64.7, 1.0, 2, 0.1)
+    with pytest.raises(ValueError, match="length_scale: expected positive"):
+        sample_errors(32, 1.0, 2, np.nan)
     with pytest.raises(ValueError, match="aspect: tensor must be positive definite"):
         gaussian_correlation(aspect=[[1.0, 2.0], [2.0, 1.0]])
     with pytest.raises(ValueError, match="exactly one of"):
