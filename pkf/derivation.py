@@ -17,10 +17,10 @@ from itertools import combinations
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from generator.analysis import PDESystem
+from generator.analysis import PDESystem, python_identifier
 from pkf.forms import FORMS, TensorForm, field_forms, relation
 from pkf.identities import ExpectationReducer, binomial, sub_indices
-from pkf.naming import FieldSymbols, NameRegistry, build_field_symbols, identifier
+from pkf.naming import FieldSymbols, NameRegistry, build_field_symbols
 from pkf.quasi_gaussian import QuasiGaussianClosure, quasi_gaussian_closure
 
 __all__ = ["MAX_DIMENSION", "SymbolicPKF"]
@@ -141,7 +141,9 @@ class SymbolicPKF:
             taken |= {str(s) for s in eq.free_symbols}
         self._registry = NameRegistry(taken)
         self._field_list = [
-            build_field_symbols(identifier(n), m, self._args, self.coordinates, self._registry)
+            build_field_symbols(
+                python_identifier(n), m, self._args, self.coordinates, self._registry
+            )
             for n, m in zip(names, means, strict=True)
         ]
         self._names = names
@@ -178,7 +180,7 @@ class SymbolicPKF:
             raise ValueError(f"covariance of {first!r} with itself is its variance")
         return self._covariances[(i, j)]
 
-    def reduce(self, expr: sp.Expr) -> sp.Expr:
+    def reduce_expectations(self, expr: sp.Expr) -> sp.Expr:
         """Reduce the expectations of normalised errors in ``expr`` with the identities.
 
         Examples
@@ -188,7 +190,7 @@ class SymbolicPKF:
         >>> from pkf.expectation import Expectation
         >>> pkf = SymbolicPKF(sp.Eq(u.diff(t), 0))
         >>> eps = pkf.fields["u"].epsilon
-        >>> pkf.reduce(Expectation(eps.diff(x) ** 2))
+        >>> pkf.reduce_expectations(Expectation(eps.diff(x) ** 2))
         g_u_xx(t, x)
         """
         return self._reducer.reduce(expr)
@@ -297,9 +299,9 @@ class SymbolicPKF:
                 replacement[slot] = sp.S.Zero
         equations = []
         for lhs, rhs in system:
-            rhs = self._finish(_replace_functions(rhs, replacement), form, substituted=True)
+            rhs = self._canonical_form(_replace_functions(rhs, replacement), form, substituted=True)
             lhs = sp.Derivative(lhs, self.time)
-            equations.append(sp.Eq(lhs, self._finalize(rhs, form), evaluate=False))
+            equations.append(sp.Eq(lhs, self._with_determinants(rhs, form), evaluate=False))
         return equations
 
     # -- derivation ------------------------------------------------------------------------
@@ -448,7 +450,7 @@ class SymbolicPKF:
             if trend.kind == "tensor":
                 tensor_trends[trend.field][trend.component] = rhs
             else:
-                converted.append((trend.lhs, self._finish(rhs, form)))
+                converted.append((trend.lhs, self._canonical_form(rhs, form)))
         for f, components in tensor_trends.items():
             n = len(self.coordinates)
             g_dot = sp.Matrix(n, n, lambda i, j, c=components: c[(min(i, j), max(i, j))])
@@ -457,12 +459,12 @@ class SymbolicPKF:
             for i in range(n):
                 for j in range(i, n):
                     lhs = tensor_form.matrix[i, j]
-                    converted.append((lhs, self._finish(y_dot[i, j], form)))
+                    converted.append((lhs, self._canonical_form(y_dot[i, j], form)))
         return converted
 
     def _substitute(self, expr: sp.Expr, source: str, target: str) -> sp.Expr:
         """Rewrite the ``source`` tensors of all fields in ``expr`` with the ``target`` ones
-        (inverse placeholders left for :meth:`_finish`)."""
+        (inverse placeholders left for :meth:`_canonical_form`)."""
         if source == target:
             return expr
         kind, factor = relation(source, target)
@@ -471,21 +473,25 @@ class SymbolicPKF:
             mapping.update(tensor_form.substitution(expr, source, kind, factor))
         return expr.xreplace(mapping) if mapping else expr
 
-    def _finish(self, expr: sp.Expr, form: str, substituted: bool = False) -> sp.Expr:
+    def _canonical_form(self, expr: sp.Expr, form: str, substituted: bool = False) -> sp.Expr:
         expr = sp.expand(expr)
         for tensor_form in self._forms[form].values():
-            expr = tensor_form.finish(expr) if not substituted else tensor_form.reduce(expr)
+            expr = (
+                tensor_form.expand_inverses(expr)
+                if not substituted
+                else tensor_form.reduce_modulo_determinant(expr)
+            )
         return expr
 
-    def _finalize(self, expr: sp.Expr, form: str) -> sp.Expr:
+    def _with_determinants(self, expr: sp.Expr, form: str) -> sp.Expr:
         for tensor_form in self._forms[form].values():
-            expr = tensor_form.finalize(expr)
+            expr = tensor_form.substitute_determinant(expr)
         return expr
 
     def _closure_in_form(self, expr: sp.Expr, form: str) -> sp.Expr:
         for source in FORMS:
             expr = self._substitute(expr, source, form)
-        return self._finish(expr, form)
+        return self._canonical_form(expr, form)
 
     def _expectation_equations(self, form: str) -> list[sp.Eq]:
         system = self._form_system(form)
@@ -493,7 +499,7 @@ class SymbolicPKF:
         return [
             sp.Eq(
                 sp.Derivative(lhs, self.time),
-                self._finalize(rhs.xreplace(back), form),
+                self._with_determinants(rhs.xreplace(back), form),
                 evaluate=False,
             )
             for lhs, rhs in system

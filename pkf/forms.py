@@ -112,13 +112,13 @@ class TensorForm:
         if source == self.form:
             return expr
         substituted = expr.xreplace(self.substitution(expr, source, kind, factor))
-        return self.finalize(self.finish(substituted))
+        return self.substitute_determinant(self.expand_inverses(substituted))
 
     def substitution(
         self, expr: sp.Expr, source: str, kind: str, factor: sp.Expr
     ) -> dict[sp.Expr, sp.Expr]:
         """Map of the source tensor's entries and their derivatives in ``expr`` (before
-        :meth:`finish`, i.e. with inverse placeholders)."""
+        :meth:`expand_inverses`, i.e. with inverse placeholders)."""
         source_matrix = self.field.tensor(source)
         index = {source_matrix[i, j]: (i, j) for i in range(self.n) for j in range(i, self.n)}
         mapping: dict[sp.Expr, sp.Expr] = {}
@@ -135,7 +135,7 @@ class TensorForm:
         return mapping
 
     def tensor_trend(self, metric_trend: sp.Matrix) -> sp.Matrix:
-        """d_t Y from d_t g (before :meth:`finish`): -(1/b) Y (d_t g) Y with Y = b g^-1."""
+        """d_t Y from d_t g (before :meth:`expand_inverses`): -(1/b) Y (d_t g) Y with Y = b g^-1."""
         if self.form == "metric":
             return metric_trend
         _, b = relation("metric", self.form)
@@ -170,19 +170,19 @@ class TensorForm:
         return [(i, j) for i in range(self.n) for j in range(i, self.n)]
 
     # -- canonical form modulo det ----------------------------------------------------------
-    def finish(self, expr: sp.Expr) -> sp.Expr:
+    def expand_inverses(self, expr: sp.Expr) -> sp.Expr:
         """Replace the inverse placeholders by adj(Y)/D, expand and reduce modulo det(Y)."""
         if self.n == 1:
             return sp.expand(expr)
-        return self.reduce(sp.expand(expr.xreplace(self._inverse_values)))
+        return self.reduce_modulo_determinant(sp.expand(expr.xreplace(self._inverse_values)))
 
-    def finalize(self, expr: sp.Expr) -> sp.Expr:
+    def substitute_determinant(self, expr: sp.Expr) -> sp.Expr:
         """Replace the determinant placeholder D by det(Y)."""
-        return self.division.finalize(expr)
+        return self.division.substitute_determinant(expr)
 
-    def reduce(self, expr: sp.Expr) -> sp.Expr:
+    def reduce_modulo_determinant(self, expr: sp.Expr) -> sp.Expr:
         """Write ``expr`` (expanded, with D) as sum_n r_n / D^n, r_n reduced modulo det."""
-        return self.division.reduce(expr)
+        return self.division.reduce_modulo_determinant(expr)
 
 
 class DeterminantDivision:
@@ -197,7 +197,8 @@ class DeterminantDivision:
     >>> a, b, c = sp.symbols("a b c")
     >>> division = DeterminantDivision(sp.Matrix([[a, b], [b, c]]), "s")
     >>> D = division.det_symbol
-    >>> division.finalize(division.reduce(sp.expand((a * c - b**2 + a) / D**2)))
+    >>> reduced = division.reduce_modulo_determinant(sp.expand((a * c - b**2 + a) / D**2))
+    >>> division.substitute_determinant(reduced)
     a/(a*c - b**2)**2 + 1/(a*c - b**2)
     """
 
@@ -213,13 +214,13 @@ class DeterminantDivision:
         if leading_coeff != 1:  # pragma: no cover - determinants have a unit leading term
             raise ValueError(f"unexpected determinant {self.determinant}")
 
-    def finalize(self, expr: sp.Expr) -> sp.Expr:
+    def substitute_determinant(self, expr: sp.Expr) -> sp.Expr:
         """Replace the determinant placeholder D by det(Y)."""
         if self.n == 1:
             return expr
         return expr.xreplace({self.det_symbol: self.determinant})
 
-    def reduce(self, expr: sp.Expr) -> sp.Expr:
+    def reduce_modulo_determinant(self, expr: sp.Expr) -> sp.Expr:
         """Write ``expr`` (expanded, with D) as sum_n r_n / D^n, r_n reduced modulo det."""
         if self.n == 1 or not expr.has(self.det_symbol):
             return expr

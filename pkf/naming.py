@@ -6,31 +6,15 @@ so that no two objects (user fields, constants, coordinates, derived fields) sha
 
 from __future__ import annotations
 
-import keyword
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sympy as sp
 
+from generator.analysis import python_identifier
 from pkf.expectation import random_function
 
-__all__ = ["FieldSymbols", "NameRegistry", "build_field_symbols", "identifier", "multi_index_label"]
-
-
-def identifier(name: str) -> str:
-    """Turn ``name`` into a valid Python identifier (invalid characters become ``_``).
-
-    Examples
-    --------
-    >>> identifier("u_{1}")
-    'u_1'
-    """
-    cleaned = re.sub(r"\W", "_", name).strip("_") or "f"
-    cleaned = re.sub(r"_+", "_", cleaned)
-    if cleaned[0].isdigit() or keyword.iskeyword(cleaned):
-        cleaned = "f_" + cleaned
-    return cleaned
+__all__ = ["FieldSymbols", "NameRegistry", "build_field_symbols", "multi_index_label"]
 
 
 class NameRegistry:
@@ -48,7 +32,7 @@ class NameRegistry:
 
     def claim(self, candidate: str) -> str:
         """Reserve and return ``candidate`` (made an identifier), or a suffixed variant."""
-        base = identifier(candidate)
+        base = python_identifier(candidate)
         name, counter = base, 0
         while name in self._taken:
             counter += 1
@@ -118,7 +102,7 @@ def build_field_symbols(
     >>> f.variance, f.metric[0, 0], f.diffusion[0, 0]
     (V_u(t, x), g_u_xx(t, x), nu_u_xx(t, x))
     """
-    coord_names = [identifier(str(c)) for c in coordinates]
+    coord_names = [python_identifier(str(c)) for c in coordinates]
     n = len(coordinates)
     variance = sp.Function(registry.claim(f"V_{name}"))(*args)
     epsilon = random_function(registry.claim(f"eps_{name}"))(*args)

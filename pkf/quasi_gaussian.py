@@ -160,7 +160,9 @@ def _inverse_to_aspect(expr: sp.Expr, aspect: sp.Matrix, inverse_symbols: sp.Mat
         for i in range(n)
         for j in range(i, n)
     }
-    return division.finalize(division.reduce(sp.expand(expr.xreplace(values))))
+    return division.substitute_determinant(
+        division.reduce_modulo_determinant(sp.expand(expr.xreplace(values)))
+    )
 
 
 def closure_template(expr: sp.Expr, prefix: str = "a") -> QuasiGaussianClosure:
