@@ -13,13 +13,19 @@ like sampling noise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sympy as sp
 
+from generator.protocols import DType
+
 from .comparison import errors_by_time, stack_sources
 from .study import Output
+
+if TYPE_CHECKING:
+    from generator.model import GeneratedModel
+    from pkf import SymbolicPKF
 
 __all__ = [
     "DESCRIPTION",
@@ -52,7 +58,7 @@ class Settings:
     variance: float = field(default=1.0, metadata={"help": "initial error variance"})
     length_scale: float = field(default=0.1, metadata={"help": "initial length-scale"})
     seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
-    dtype: Literal["float64", "float32"] = field(default="float64", metadata={"help": "dtype"})
+    dtype: DType = field(default="float64", metadata={"help": "dtype"})
     accuracy: Literal[2, 4, 6] = field(default=2, metadata={"help": "stencil order"})
 
     @classmethod
@@ -114,8 +120,8 @@ def gaussian_bump(
 
 
 def build_models(
-    shape: tuple[int, int], lengths: tuple[float, float], dtype: str, accuracy: int
-) -> tuple[object, object, object]:
+    shape: tuple[int, int], lengths: tuple[float, float], dtype: DType, accuracy: int
+) -> tuple[GeneratedModel, GeneratedModel, SymbolicPKF]:
     """Generate and instantiate the tracer model and its PKF model (aspect form).
 
     Returns ``(tracer model, PKF model, SymbolicPKF)``; both models carry the wind of
@@ -124,7 +130,7 @@ def build_models(
     from generator import NNModelBuilder
     from pkf import SymbolicPKF
 
-    wind = rotating_wind(shape, lengths)
+    wind: dict[str, Any] = rotating_wind(shape, lengths)  # constant fields, by keyword
     equation = advection_equation()
     tracer_class = NNModelBuilder(equation, class_name="NNAdvection2D", accuracy=accuracy).build()
     symbolic = SymbolicPKF(equation)
@@ -148,8 +154,8 @@ def run(settings: Settings, output: Output) -> dict:
 
     from .figures import plot_anisotropy, plot_error_curves, plot_field_table
 
-    shape, lengths = (settings.points,) * 2, (1.0, 1.0)
-    spacing = tuple(L / n for L, n in zip(lengths, shape, strict=True))
+    shape, lengths = (settings.points, settings.points), (1.0, 1.0)
+    spacing = (lengths[0] / shape[0], lengths[1] / shape[1])
     steps = int(np.ceil(settings.final_time / time_step(rotating_wind(shape, lengths), spacing)))
     times = np.arange(steps + 1) * (settings.final_time / steps)
     saved = times[np.unique(np.rint(np.linspace(0, steps, settings.saved)).astype(int))]

@@ -15,13 +15,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import sympy as sp
+import xarray as xr
+
+from generator.protocols import DType, FingerprintedModel, SteppableModel
 
 from .comparison import errors_by_time, stack_sources
 from .study import Output
+
+if TYPE_CHECKING:
+    from generator.model import GeneratedModel
+    from pkf import SymbolicPKF
+    from pkf.dataset import Background
 
 __all__ = [
     "DESCRIPTION",
@@ -80,7 +88,7 @@ class Settings:
     batch_size: int = field(default=32, metadata={"help": "training batch size"})
     runs: int = field(default=3, metadata={"help": "training runs (seeds)"})
     seed: int = field(default=0, metadata={"help": "root seed"})
-    dtype: Literal["float64", "float32"] = field(default="float64", metadata={"help": "dtype"})
+    dtype: DType = field(default="float64", metadata={"help": "dtype"})
     accuracy: Literal[2, 4, 6] = field(default=2, metadata={"help": "stencil order"})
 
     @classmethod
@@ -130,7 +138,7 @@ def burgers_equation() -> sp.Eq:
     return sp.Eq(sp.Derivative(u, t), kappa * sp.Derivative(u, x, 2) - u * sp.Derivative(u, x))
 
 
-def pkf_fields() -> tuple[Any, sp.Expr, sp.Expr, sp.Expr]:
+def pkf_fields() -> tuple[SymbolicPKF, sp.Expr, sp.Expr, sp.Expr]:
     """The symbolic PKF of Burgers, its unclosed term E[ε ∂x⁴ε], ν = ``nu_u_xx(t, x)`` and V.
 
     Returns ``(pkf, term, nu, V)``; ``pkf`` is a fresh :class:`pkf.SymbolicPKF` (no closure set).
@@ -175,7 +183,9 @@ def pkf_equations(coefficients: dict[str, float] | None = None) -> list[sp.Eq]:
     return closed_pkf_equations(closure)
 
 
-def models(settings: Settings, accuracy: int | None = None, name: str = "") -> tuple[Any, type]:
+def models(
+    settings: Settings, accuracy: int | None = None, name: str = ""
+) -> tuple[GeneratedModel, type[GeneratedModel]]:
     """The Burgers dynamics (an instance) and the trainable PKF-Burgers class of ``settings``.
 
     ``accuracy`` overrides ``settings.accuracy``; ``name`` suffixes the class names.
@@ -203,7 +213,7 @@ def initial_state(settings: Settings) -> tuple[np.ndarray, dict[str, np.ndarray]
 
 def burgers_background(
     perturbation_std: float = 0.025, perturbation_length: float = 0.1, field_name: str = "u"
-):
+) -> Background:
     """Random Burgers backgrounds of the training sets: U0 plus a smooth random perturbation.
 
     The perturbation is a homogeneous Gaussian-correlated random field of standard deviation
@@ -216,7 +226,7 @@ def burgers_background(
     """
     from pkf import sample_errors
 
-    def background(rng: np.random.Generator, model: Any) -> dict[str, np.ndarray]:
+    def background(rng: np.random.Generator, model: SteppableModel) -> dict[str, np.ndarray]:
         if len(model.shape) != 1:
             raise ValueError(f"burgers_background: expected a 1D model, got shape {model.shape}")
         (x,) = model.grid
@@ -231,6 +241,7 @@ def burgers_background(
         )[0]
         return {field_name: initial_mean(x, length) + perturbation}
 
+    # functions take attributes, but mypy does not model them; callable_fingerprint reads it
     background.fingerprint = (  # type: ignore[attr-defined]
         f"burgers_background(U0, std={perturbation_std!r}, length={perturbation_length!r})"
     )
@@ -239,13 +250,13 @@ def burgers_background(
 
 def training_set(
     path: str | Path,
-    model: Any,
+    model: FingerprintedModel,
     settings: Settings,
     progress: bool = True,
     ensembles: int | None = None,
     members: int | None = None,
     window: tuple[int, int] | None = None,
-):
+) -> xr.Dataset:
     """Build (or resume) the Burgers training set of ``settings``; return it as a Dataset.
 
     ``ensembles`` / ``members`` / ``window`` override the settings'. Samples pair the
@@ -271,7 +282,9 @@ def training_set(
     return open_training_set(path)
 
 
-def reference_statistics(model: Any, settings: Settings, progress: bool = True):
+def reference_statistics(
+    model: SteppableModel, settings: Settings, progress: bool = True
+) -> xr.Dataset:
     """Reference ensemble (``settings.reference_members``) around U0 with the paper's errors.
 
     Errors are drawn with seed ``seed + 10_000`` (independent of the training set); returns
@@ -293,7 +306,9 @@ def reference_statistics(model: Any, settings: Settings, progress: bool = True):
     return result.to_dataset()
 
 
-def pkf_forecast(model: Any, settings: Settings, coefficients: dict[str, float] | None = None):
+def pkf_forecast(
+    model: GeneratedModel, settings: Settings, coefficients: dict[str, float] | None = None
+) -> xr.Dataset:
     """PKF forecast at :attr:`Settings.saved_times` with ``L_u_x = sqrt(2 ν)`` added.
 
     ``coefficients`` sets the model's closure scalars first. Raises
@@ -303,13 +318,13 @@ def pkf_forecast(model: Any, settings: Settings, coefficients: dict[str, float] 
         model.set_constant(name, value)
     _, initial = initial_state(settings)
     out = model.forecast(settings.times, initial, saved_times=settings.saved_times)
-    length = np.sqrt(2 * out["nu_u_xx"]).assign_attrs(
+    length = xr.apply_ufunc(np.sqrt, 2 * out["nu_u_xx"]).assign_attrs(
         long_name="correlation length-scale L = sqrt(2 nu)", units="1"
     )
     return out.assign(L_u_x=length)
 
 
-def compare(forecast, reference) -> dict[str, list[float | None]]:
+def compare(forecast: xr.Dataset, reference: xr.Dataset) -> dict[str, list[float | None]]:
     """Relative L2 error of ``u``, ``V_u``, ``L_u_x`` at each saved time."""
     return errors_by_time(forecast, reference, COMPARED, skip_zero=False)
 

@@ -26,14 +26,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
 
+from generator.protocols import FingerprintedModel
+
 from . import burgers
 from .burgers import FIELDS, PAPER_LEARNED, THEORY
 from .study import Output
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from generator.model import GeneratedModel
 
 __all__ = [
     "DESCRIPTION",
@@ -111,12 +118,12 @@ def _pairs(data) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return {f: data[f].values for f in FIELDS}, {f: data[f"{f}_next"].values for f in FIELDS}
 
 
-def _trainer(pkf_class: type, settings: Settings) -> Callable[[], Any]:
+def _trainer(pkf_class: type[GeneratedModel], settings: Settings) -> Callable[[], GeneratedModel]:
     return lambda: pkf_class(shape=settings.points, dtype=settings.dtype, kappa=settings.kappa)
 
 
 def learn_one_step(
-    make_model: Callable[[], Any], data, settings: Settings, runs: int, progress: bool
+    make_model: Callable[[], GeneratedModel], data, settings: Settings, runs: int, progress: bool
 ) -> dict:
     """Train (a, b, c) one step ahead on the samples of ``data`` with ``runs`` seeds."""
     from generator.train import repeat_fits
@@ -189,7 +196,7 @@ def fit_dictionaries(
 
 
 def learn_debiased(
-    make_model: Callable[[], Any], data, settings: Settings, runs: int, progress: bool
+    make_model: Callable[[], GeneratedModel], data, settings: Settings, runs: int, progress: bool
 ) -> dict:
     """Train (a, b, c) one step ahead on the data with the ν bias removed."""
     from pkf.statistics import debias_diffusion
@@ -202,14 +209,14 @@ def learn_debiased(
 
 
 def learn_whole_trajectory(
-    make_model: Callable[[], Any],
-    model: Any,
+    make_model: Callable[[], GeneratedModel],
+    model: FingerprintedModel,
     settings: Settings,
     samples: int,
     runs: int,
     output: Output,
     accuracy: int,
-) -> tuple[dict, Any]:
+) -> tuple[dict, xr.Dataset]:
     """Train on a dataset of ``samples`` pairs sampled over the whole forecast (steps 0 ->
     ``steps``) instead of the paper's window; returns the fit and that dataset."""
     ensembles = max(1, samples // settings.steps)
@@ -225,7 +232,7 @@ def learn_whole_trajectory(
 
 
 def refine_by_rollout(
-    make_model: Callable[[], Any],
+    make_model: Callable[[], GeneratedModel],
     data,
     start: dict[str, float],
     settings: Settings,
@@ -261,7 +268,7 @@ def refine_by_rollout(
 
 
 def forecast_closures(
-    closures: dict[str, tuple[Callable[[], Any], dict[str, float] | None]],
+    closures: dict[str, tuple[Callable[[], GeneratedModel], dict[str, float] | None]],
     reference,
     settings: Settings,
 ) -> dict[str, dict]:
@@ -271,7 +278,7 @@ def forecast_closures(
     """
     from generator import NonFiniteStateError
 
-    results = {}
+    results: dict[str, dict] = {}
     for label, (make_model, values) in closures.items():
         try:
             forecast = burgers.pkf_forecast(make_model(), settings, values)
@@ -343,7 +350,7 @@ def _study_accuracy(settings: Settings, accuracy: int, output: Output, results: 
         reference = burgers.reference_statistics(burgers_model, settings, progress)
     with output.step(f"pkf_forecasts_acc{accuracy}"):
         learned = entry["one_step"]["mean"]
-        closures: dict[str, tuple[Callable[[], Any], dict[str, float] | None]] = {
+        closures: dict[str, tuple[Callable[[], GeneratedModel], dict[str, float] | None]] = {
             "learned": (trainable, learned),
             "theory": (trainable, THEORY),
             "lstsq_3_terms": (trainable, entry["lstsq_3_terms"]),
@@ -437,9 +444,9 @@ def members_sweep(settings: Settings, output: Output) -> dict:
 def run(settings: Settings, output: Output) -> dict:
     """The whole study (or only the members sweep); writes the JSON results and the report."""
     if settings.sweep_members:
-        results = members_sweep(settings, output)
-        output.write_json(results, "members_sweep.json")
-        return {"members_sweep": results}
+        sweep = members_sweep(settings, output)
+        output.write_json(sweep, "members_sweep.json")
+        return {"members_sweep": sweep}
     results: dict = {
         "settings": {k: v for k, v in vars(settings).items()},
         "accuracies": list(settings.accuracies),

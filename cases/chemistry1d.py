@@ -19,16 +19,24 @@ limits the length-scale errors; the variance equations are closed and exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 import sympy as sp
+import xarray as xr
+
+from generator.protocols import DType
 
 from .comparison import errors_by_time, stack_sources
 from .study import Output
 
+if TYPE_CHECKING:
+    from generator.model import GeneratedModel
+    from pkf import SymbolicPKF
+
 __all__ = [
     "CLOSURES",
+    "CrossClosure",
     "DESCRIPTION",
     "PARAMETERS",
     "Settings",
@@ -40,8 +48,21 @@ __all__ = [
 ]
 
 DESCRIPTION = "two reacting species in a 1D wind: multivariate PKF (V_A, V_B, V_AB, L) vs ensemble"
+
+
+class Parameters(TypedDict):
+    """The entries of :data:`PARAMETERS` (``V_A`` is a formula, the others numbers)."""
+
+    U: float
+    k: float
+    V_A: str
+    V_B: float
+    L_A: float
+    L_B: float
+
+
 #: physical parameters: mean wind U, reaction rate k, initial variances and length-scales.
-PARAMETERS = {
+PARAMETERS: Parameters = {
     "U": 1.0,
     "k": 1.0,
     "V_A": "1 - cos(2 pi x) / 2",
@@ -49,8 +70,10 @@ PARAMETERS = {
     "L_A": 0.1,
     "L_B": 0.06,
 }
+CrossClosure = Literal["zero", "gaussian"]
+"""Closure of the cross terms (see :func:`cross_closure`)."""
 #: closures of the cross terms (see :func:`cross_closure`).
-CLOSURES = ("zero", "gaussian")
+CLOSURES: tuple[CrossClosure, ...] = ("zero", "gaussian")
 #: compared quantities: the PKF names (the ensemble statistics carry the same ones).
 COMPARED = ("A", "B", "V_A", "V_B", "V_AB", "L_A_x", "L_B_x")
 
@@ -63,11 +86,11 @@ class Settings:
     members: int = field(default=1600, metadata={"help": "members of each ensemble"})
     final_time: float = field(default=1.0, metadata={"help": "final time"})
     saved: int = field(default=5, metadata={"help": "number of saved times"})
-    closure: Literal["zero", "gaussian"] = field(
+    closure: CrossClosure = field(
         default="zero", metadata={"help": "closure of the cross terms (the other is run too)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
-    dtype: Literal["float64", "float32"] = field(default="float64", metadata={"help": "dtype"})
+    dtype: DType = field(default="float64", metadata={"help": "dtype"})
     accuracy: Literal[2, 4, 6] = field(default=2, metadata={"help": "stencil order"})
 
     @classmethod
@@ -100,7 +123,7 @@ def wind(shape: int, length: float = 1.0, speed: float = PARAMETERS["U"]) -> np.
     return speed * (1.0 + np.sin(2 * np.pi * x / length) / 3.0)
 
 
-def cross_closure(symbolic, kind: str = "zero") -> dict[sp.Expr, sp.Expr]:
+def cross_closure(symbolic: SymbolicPKF, kind: CrossClosure = "zero") -> dict[sp.Expr, sp.Expr]:
     """Closure of the cross terms E[ε_A ∂x ε_B] and E[ε_A ∂x² ε_B] of the multivariate PKF.
 
     The derivation already used the exact product-rule identity
@@ -165,8 +188,8 @@ def cross_closure(symbolic, kind: str = "zero") -> dict[sp.Expr, sp.Expr]:
 
 
 def build_models(
-    shape: int, length: float, dtype: str, accuracy: int, closure: str = "zero"
-) -> tuple[object, object, object]:
+    shape: int, length: float, dtype: DType, accuracy: int, closure: CrossClosure = "zero"
+) -> tuple[GeneratedModel, GeneratedModel, SymbolicPKF]:
     """Generate and instantiate the two-species model and its closed PKF model (aspect form).
 
     Returns
@@ -180,7 +203,7 @@ def build_models(
     equations = chemistry_equations()
     symbolic = SymbolicPKF(equations)
     symbolic.set_closure(cross_closure(symbolic, closure))
-    values = {"u": wind(shape, length), "k": PARAMETERS["k"]}
+    values: dict[str, Any] = {"u": wind(shape, length), "k": PARAMETERS["k"]}
     species_class = NNModelBuilder(equations, class_name="NNChemistry1D", accuracy=accuracy).build()
     pkf_class = NNModelBuilder(
         symbolic.to_generator(form="aspect", closure="slot"),
@@ -192,11 +215,15 @@ def build_models(
     return species, pkf_model, symbolic
 
 
-def _pkf_dataset(forecast):
+def _pkf_dataset(forecast: xr.Dataset) -> xr.Dataset:
     """A PKF forecast (aspect form) with the length-scales L_f_x = sqrt(s_f_xx) added."""
     return forecast.assign(
-        L_A_x=np.sqrt(forecast["s_A_xx"]).assign_attrs(long_name="length-scale of A", units="1"),
-        L_B_x=np.sqrt(forecast["s_B_xx"]).assign_attrs(long_name="length-scale of B", units="1"),
+        L_A_x=xr.apply_ufunc(np.sqrt, forecast["s_A_xx"]).assign_attrs(
+            long_name="length-scale of A", units="1"
+        ),
+        L_B_x=xr.apply_ufunc(np.sqrt, forecast["s_B_xx"]).assign_attrs(
+            long_name="length-scale of B", units="1"
+        ),
     )
 
 
@@ -226,7 +253,7 @@ def run(settings: Settings, output: Output) -> dict:
         "s_B_xx": np.full(shape, PARAMETERS["L_B"] ** 2),
     }
     closures = (settings.closure, *(c for c in CLOSURES if c != settings.closure))
-    pkf, symbolic = {}, None
+    pkf: dict[str, xr.Dataset] = {}
     for closure in closures:
         with output.step(f"pkf_{closure}_build_and_forecast"):
             species, model, symbolic = build_models(

@@ -17,11 +17,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from generator.conventions import package_version
 
 from . import CASES, load_case
+
+if TYPE_CHECKING:
+    from pkf.forms import PKFForm
 
 __all__ = ["main", "build_parser"]
 
@@ -172,11 +175,11 @@ derivatives
 def _derive_epilog() -> str:
     from . import parsing
 
-    def orders(form: str) -> str:
+    def orders(form: PKFForm) -> str:
         limits = parsing.MAX_TERM_ORDER[form]
         return ", ".join(f"{n}D {one}/{several}" for n, (one, several) in enumerate(limits, 1))
 
-    def sizes(form: str) -> str:
+    def sizes(form: PKFForm) -> str:
         return ", ".join(f"{n}D {k}" for n, k in enumerate(parsing.MAX_DERIVED_SIZE[form], 1))
 
     return f"""\

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 __all__ = ["errors_by_time", "relative_l2", "stack_sources"]
 
 
-def relative_l2(estimate: np.ndarray, reference: np.ndarray) -> float | None:
+def relative_l2(estimate: ArrayLike, reference: ArrayLike) -> float | None:
     """‖estimate − reference‖₂ / ‖reference‖₂ over the grid (None when ‖reference‖ is 0).
 
     Examples
@@ -22,11 +23,11 @@ def relative_l2(estimate: np.ndarray, reference: np.ndarray) -> float | None:
     >>> round(relative_l2(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 12)  # 1 / sqrt(2)
     0.707106781187
     """
-    reference = np.asarray(reference, dtype=float)
-    norm = float(np.linalg.norm(reference))
+    expected = np.asarray(reference, dtype=float)
+    norm = float(np.linalg.norm(expected))
     if norm == 0.0:
         return None
-    return float(np.linalg.norm(np.asarray(estimate, dtype=float) - reference)) / norm
+    return float(np.linalg.norm(np.asarray(estimate, dtype=float) - expected)) / norm
 
 
 def errors_by_time(

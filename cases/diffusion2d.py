@@ -10,12 +10,17 @@ scheme: the expanded operator with centred stencils of the same accuracy order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sympy as sp
 
+from generator.protocols import DType
+
 from .study import Output
+
+if TYPE_CHECKING:
+    from generator.model import GeneratedModel
 
 __all__ = [
     "DESCRIPTION",
@@ -38,9 +43,7 @@ class Settings:
 
     points: int = field(default=100, metadata={"help": "grid points per axis"})
     final_time: float = field(default=1.0, metadata={"help": "final time (units of tau)"})
-    dtype: Literal["float64", "float32"] = field(
-        default="float64", metadata={"help": "floating-point type of the network"}
-    )
+    dtype: DType = field(default="float64", metadata={"help": "floating-point type of the network"})
     accuracy: Literal[2, 4, 6] = field(
         default=2, metadata={"help": "order of the centred stencils (network and numpy)"}
     )
@@ -158,14 +161,20 @@ def numpy_forecast(
     return u
 
 
-def build_model(shape=(100, 100), lengths=(1.0, 1.0), dtype="float64", accuracy=2):
+def build_model(
+    shape: tuple[int, int] = (100, 100),
+    lengths: tuple[float, float] = (1.0, 1.0),
+    dtype: DType = "float64",
+    accuracy: int = 2,
+) -> GeneratedModel:
     """Generate the network class from :func:`diffusion_equation` and instantiate it."""
     from generator import NNModelBuilder
 
     cls = NNModelBuilder(
         diffusion_equation(), class_name="NNDiffusion2D", accuracy=accuracy
     ).build()
-    return cls(shape=shape, lengths=lengths, dtype=dtype, **diffusion_tensor(shape, lengths))
+    kappa: dict[str, Any] = diffusion_tensor(shape, lengths)  # constant fields, by keyword
+    return cls(shape=shape, lengths=lengths, dtype=dtype, **kappa)
 
 
 def run(settings: Settings, output: Output) -> dict:
@@ -174,8 +183,8 @@ def run(settings: Settings, output: Output) -> dict:
 
     from .figures import plot_fields
 
-    shape, lengths = (settings.points,) * 2, (1.0, 1.0)
-    dx = tuple(L / n for L, n in zip(lengths, shape, strict=True))
+    shape, lengths = (settings.points, settings.points), (1.0, 1.0)
+    dx = (lengths[0] / shape[0], lengths[1] / shape[1])
     dt = time_step()
     steps = int(round(settings.final_time / dt))
     times = np.arange(steps + 1) * dt

@@ -21,6 +21,7 @@ from sympy.core.function import AppliedUndef
 from sympy.parsing.sympy_parser import auto_number, auto_symbol, parse_expr
 
 from pkf.derivation import MAX_DIMENSION, SymbolicPKF
+from pkf.forms import PKFForm
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -77,7 +78,7 @@ MAX_FACTORS = 3
 #: several fields). The cross-covariances make systems of several fields costlier; the aspect
 #: and diffusion forms write every metric derivative through the inverse tensor, whose size
 #: grows quickly with the order in 2D and 3D.
-MAX_TERM_ORDER: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
+MAX_TERM_ORDER: Mapping[PKFForm, tuple[tuple[int, int], ...]] = MappingProxyType(
     {
         "metric": ((8, 4), (4, 2), (3, 1)),
         "aspect": ((8, 4), (2, 2), (1, 1)),
@@ -89,7 +90,7 @@ MAX_TERM_ORDER: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 #: and operation counts 1), by form and number of spatial coordinates. In the metric form a
 #: node prints as 15 to 45 characters; writing the dynamics in the aspect or diffusion form in
 #: 2D or 3D expands them through the inverse tensor, several times longer and slower.
-MAX_DERIVED_SIZE: Mapping[str, tuple[int, ...]] = MappingProxyType(
+MAX_DERIVED_SIZE: Mapping[PKFForm, tuple[int, ...]] = MappingProxyType(
     {
         "metric": (30_000, 30_000, 30_000),
         "aspect": (25_000, 4_000, 1_000),
@@ -570,7 +571,7 @@ def _sum(first: Sequence[int], second: Sequence[int]) -> tuple[int, ...]:
 
 
 # -- limits of the PKF derivation ---------------------------------------------------------------
-def check_derivation_limits(equations: Sequence[sp.Eq], form: str) -> None:
+def check_derivation_limits(equations: Sequence[sp.Eq], form: PKFForm) -> None:
     """Refuse a system whose PKF derivation in ``form`` would be too large for equation text.
 
     The system has at most :data:`MAX_FIELDS` fields and 1 to :data:`MAX_DIMENSION` spatial
@@ -625,7 +626,7 @@ def _is_evolution(eq: object) -> bool:
     )
 
 
-def _check_evolution_terms(eq: sp.Eq, fields: set, form: str) -> None:
+def _check_evolution_terms(eq: sp.Eq, fields: set, form: PKFForm) -> None:
     head, time = eq.lhs.expr, eq.lhs.variables[0]
     dimension = sum(1 for arg in head.args if arg != time)
     if not 1 <= dimension <= MAX_DIMENSION:
@@ -685,7 +686,7 @@ def _factors_and_order(
     return result
 
 
-def check_derived_size(pkf: SymbolicPKF, form: str) -> None:
+def check_derived_size(pkf: SymbolicPKF, form: PKFForm) -> None:
     """Refuse writing the PKF dynamics in ``form`` when their metric form is too large.
 
     The metric form is derived (every form starts from it) and its size measured: the number

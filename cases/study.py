@@ -17,12 +17,16 @@ import os
 import time
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Case",
@@ -88,10 +92,10 @@ class Output:
         self.directory.mkdir(parents=True, exist_ok=True)
         return self.directory / name
 
-    def write_dataset(self, dataset: Any, name: str) -> Path:
+    def write_dataset(self, dataset: xr.Dataset, name: str) -> Path:
         """Write an ``xarray.Dataset`` as netCDF-4 (compressed, ``_FillValue`` NaN on floats)."""
         path = self.path(name)
-        encoding = {
+        encoding: dict[Hashable, dict[str, Any]] = {
             var: {"zlib": True, "complevel": 4, "_FillValue": np.nan}
             for var, array in dataset.data_vars.items()
             if array.dtype.kind == "f"
@@ -103,7 +107,7 @@ class Output:
         self.files.append(path)
         return path
 
-    def write_figure(self, figure: Any, stem: str) -> list[Path]:
+    def write_figure(self, figure: Figure, stem: str) -> list[Path]:
         """Write a ``matplotlib.figure.Figure`` as ``stem.png`` (200 dpi) and ``stem.pdf``."""
         paths = [self.path(f"{stem}.png"), self.path(f"{stem}.pdf")]
         figure.savefig(paths[0], dpi=200)
@@ -147,7 +151,9 @@ def make_settings(case: Case, preset: str | None = None, **overrides: Any) -> An
     return settings
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) -> None:
+def add_settings_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, settings_class: type
+) -> None:
     """One ``--kebab-case`` flag per ``Settings`` field, typed, with the field's help text.
 
     ``int``, ``float``, ``str`` and ``Literal[...]`` fields take one value (``Literal`` as

@@ -11,6 +11,7 @@ coefficients, saved to JSON).  Keras is imported only by the closure-model funct
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from .dictionary import Proposal as Proposal
 from .dictionary import candidate_factors as candidate_factors
@@ -27,6 +28,26 @@ from .dimensions import DimensionSystem as DimensionSystem
 from .dimensions import Quantity as Quantity
 from .dimensions import field_unit as field_unit
 
+if TYPE_CHECKING:  # imported lazily at run time (Keras), see __getattr__
+    from .fitting import FitMethod as FitMethod
+    from .fitting import FitResult as FitResult
+    from .fitting import evaluate as evaluate
+    from .fitting import evaluate_terms as evaluate_terms
+    from .fitting import fit_dictionary as fit_dictionary
+    from .fitting import fit_one_step_closure as fit_one_step_closure
+    from .fitting import least_squares as least_squares
+    from .fitting import load_coefficients as load_coefficients
+    from .fitting import residual_problem as residual_problem
+    from .fitting import stlsq as stlsq
+    from .models import DictionaryFeatures as DictionaryFeatures
+    from .models import as_trainable_expression as as_trainable_expression
+    from .models import closure_coefficients as closure_coefficients
+    from .models import coefficient_names as coefficient_names
+    from .models import linear_closure_model as linear_closure_model
+    from .models import plug_linear_closure as plug_linear_closure
+    from .models import set_closure_coefficients as set_closure_coefficients
+    from .models import term_fields as term_fields
+
 _LAZY = {
     "as_trainable_expression": "closures.models",
     "coefficient_names": "closures.models",
@@ -36,6 +57,7 @@ _LAZY = {
     "plug_linear_closure": "closures.models",
     "term_fields": "closures.models",
     "DictionaryFeatures": "closures.models",
+    "FitMethod": "closures.fitting",
     "FitResult": "closures.fitting",
     "evaluate": "closures.fitting",
     "evaluate_terms": "closures.fitting",

@@ -12,13 +12,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import product
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from closures.dimensions import Dimension, DimensionError, DimensionSystem
 from pkf.expectation import Expectation
-from pkf.forms import FORMS
+from pkf.forms import FORMS, PKFForm
+
+if TYPE_CHECKING:
+    from pkf.derivation import SymbolicPKF
 
 __all__ = [
     "Factor",
@@ -249,7 +253,9 @@ class Proposal:
         return sp.Add(*(c * t for c, t in zip(self.coefficients, self.terms, strict=True)))
 
 
-def quasi_gaussian_proposal(pkf, term: sp.Expr, form: str = "diffusion") -> Proposal:
+def quasi_gaussian_proposal(
+    pkf: SymbolicPKF, term: sp.Expr, form: PKFForm = "diffusion"
+) -> Proposal:
     """The quasi-Gaussian closure of ``term`` as terms and theoretical coefficients.
 
     Wraps :meth:`pkf.SymbolicPKF.quasi_gaussian_closure` (aspect form) and rewrites it in

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import numpy as np
 import sympy as sp
@@ -20,7 +21,11 @@ from sympy.core.function import AppliedUndef
 from generator.stencils import apply_stencils, derivative_kernel
 from generator.validation import finite_float, per_axis
 
+if TYPE_CHECKING:
+    from generator.train import FitOptions
+
 __all__ = [
+    "FitMethod",
     "FitResult",
     "evaluate",
     "evaluate_terms",
@@ -34,6 +39,9 @@ __all__ = [
 ]
 
 Arrays = Mapping[str, np.ndarray]
+
+FitMethod = Literal["lstsq", "stlsq"]
+"""Linear fit of dictionary coefficients: least squares on all terms, or sparse (STLSQ)."""
 
 
 def evaluate(
@@ -276,14 +284,15 @@ class FitResult:
     ----------
     terms : the dictionary terms.
     coefficients : (terms,) values (zero for terms a sparse fit dropped).
-    method : ``"lstsq"`` or ``"stlsq"``; threshold : the STLSQ threshold (None for lstsq).
+    method : ``"lstsq"`` or ``"stlsq"`` (:func:`fit_dictionary`), ``"one_step"``
+        (:func:`fit_one_step_closure`); threshold : the STLSQ threshold (None otherwise).
     relative_residual : ||features c - target|| / ||target||.
     metadata : free-form information saved with the result (data source, seeds, ...).
     """
 
     terms: list[sp.Expr]
     coefficients: np.ndarray
-    method: str
+    method: FitMethod | Literal["one_step"]
     threshold: float | None
     relative_residual: float
     metadata: dict = field(default_factory=dict)
@@ -330,7 +339,7 @@ def fit_dictionary(
     terms: Sequence[sp.Expr],
     features: np.ndarray,
     target: np.ndarray,
-    method: str = "lstsq",
+    method: FitMethod = "lstsq",
     threshold: float = 0.05,
     mask: np.ndarray | None = None,
     metadata: Mapping | None = None,
@@ -415,7 +424,7 @@ def fit_one_step_closure(
     init: float | Sequence[float] = 0.0,
     prefix: str = "a",
     accuracy: int = 2,
-    **options,
+    **options: Unpack[FitOptions],
 ) -> FitResult:
     """Train ``sum_i a_i terms_i`` in ``slot`` by the one-step-ahead loss (the paper's).
 
@@ -446,7 +455,8 @@ def fit_one_step_closure(
     builder = NNModelBuilder(
         list(equations), "ClosureOneStep", accuracy=accuracy, closures={slot: expression}
     )
-    model = builder.build()(shape=shape, lengths=lengths, **dict(constants or {}))
+    values: dict[str, Any] = dict(constants or {})  # constants by name, as keywords
+    model = builder.build()(shape=shape, lengths=lengths, **values)
     history = fit_one_step(model, inputs, targets, dt, **options)
     scalars = model.trainable_scalars
     coefficients = np.array([scalars[n] for n in coefficient_names(len(terms), prefix)])

@@ -15,11 +15,13 @@ import keras
 import numpy as np
 import sympy as sp
 from keras import ops
+from numpy.typing import ArrayLike
 from sympy.core.function import AppliedUndef
 
 from closures.dictionary import monomial_exponents
 from generator import TrainableScalar
 from generator.layers import periodic_derivatives
+from generator.protocols import ClosableModel, DType
 from generator.stencils import derivative_kernel
 
 __all__ = [
@@ -70,9 +72,10 @@ def as_trainable_expression(
     terms = [sp.sympify(t) for t in terms]
     if not terms:
         raise ValueError("as_trainable_expression needs at least one term")
-    if np.ndim(init) and len(init) != len(terms):
-        raise ValueError(f"{len(init)} initial values for {len(terms)} terms")
-    values = np.broadcast_to(np.asarray(init, dtype=float), (len(terms),))
+    values = np.asarray(init, dtype=float)
+    if values.ndim and len(values) != len(terms):
+        raise ValueError(f"{len(values)} initial values for {len(terms)} terms")
+    values = np.broadcast_to(values, (len(terms),))
     names = coefficient_names(len(terms), prefix)
     return sp.Add(
         *(
@@ -169,7 +172,7 @@ def linear_closure_model(
     accuracy: int = 2,
     coefficients: Sequence[float] | None = None,
     inputs: Sequence[str] | None = None,
-    dtype: str = "float64",
+    dtype: DType = "float64",
     name: str = "linear_closure",
 ) -> tuple[keras.Model, list[str]]:
     """A Keras model ``sum_i c_i terms[i]`` on a periodic grid, and its input field names.
@@ -204,8 +207,8 @@ def linear_closure_model(
     (['nu'], (1, 16, 1))
     """
     terms = [sp.sympify(t) for t in terms]
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(n) for n in shape)
-    spacings = (float(spacings),) if np.isscalar(spacings) else tuple(map(float, spacings))
+    shape = tuple(int(n) for n in np.atleast_1d(shape))
+    spacings = tuple(float(s) for s in np.atleast_1d(spacings))
     coordinates = tuple(str(c) for c in coordinates)
     if not len(shape) == len(spacings) == len(coordinates):
         raise ValueError(
@@ -230,26 +233,27 @@ def closure_coefficients(model: keras.Model) -> np.ndarray:
     return np.asarray(model.get_layer("coefficients").get_weights()[0]).ravel()
 
 
-def set_closure_coefficients(model: keras.Model, values: Sequence[float]) -> None:
+def set_closure_coefficients(model: keras.Model, values: ArrayLike) -> None:
     """Set the coefficients (terms,) of a :func:`linear_closure_model`."""
     layer = model.get_layer("coefficients")
     kernel = layer.get_weights()[0]
-    values = np.asarray(values, dtype=kernel.dtype)
-    if values.shape != (kernel.shape[0],):
-        raise ValueError(f"{values.shape[0]} coefficients for {kernel.shape[0]} terms")
-    layer.set_weights([values.reshape(kernel.shape)])
+    array = np.asarray(values, dtype=kernel.dtype)
+    if array.shape != (kernel.shape[0],):
+        raise ValueError(f"{array.shape[0]} coefficients for {kernel.shape[0]} terms")
+    layer.set_weights([array.reshape(kernel.shape)])
 
 
 def plug_linear_closure(
-    model,
+    model: ClosableModel,
     slot: str,
     terms: Sequence[sp.Expr],
     coefficients: Sequence[float] | None = None,
 ) -> keras.Model:
     """Build a :func:`linear_closure_model` matching a generated model and plug it in ``slot``.
 
-    Grid, spacings, coordinates, stencil accuracy and dtype are the generated model's; the
-    inputs are the prognostic fields the terms use.
+    Grid, spacings, coordinates, stencil accuracy and dtype are the generated model's (or any
+    :class:`generator.protocols.ClosableModel`'s); the inputs are the prognostic fields the
+    terms use.
 
     Returns
     -------

@@ -8,6 +8,7 @@ import linecache
 import types
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 import sympy
@@ -16,13 +17,16 @@ from sympy.core.function import AppliedUndef
 from .analysis import PDESystem, check_not_reserved, python_identifier
 from .printing import KerasOpsPrinter, trend_code_lines
 
+if TYPE_CHECKING:
+    from .model import GeneratedModel
+
 __all__ = ["NNModelBuilder", "execute_module"]
 
 #: Stands for the registration key in the rendered code until its hash is known.
 _KEY_PLACEHOLDER = "@@PKFNET_REGISTRATION_KEY@@"
 
 
-def execute_module(code: str, class_name: str) -> type:
+def execute_module(code: str, class_name: str) -> type[GeneratedModel]:
     """Execute generated module source in a fresh module namespace; return its model class.
 
     The source is registered with :mod:`linecache` so that tracebacks show the generated lines.
@@ -116,7 +120,7 @@ class NNModelBuilder:
         path.write_text(self.code)
         return path
 
-    def build(self) -> type:
+    def build(self) -> type[GeneratedModel]:
         """Execute the rendered module in a fresh namespace and return the model class."""
         return execute_module(self.code, self.class_name)
 

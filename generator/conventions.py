@@ -118,14 +118,16 @@ def member_attributes() -> dict[str, str]:
     return {"standard_name": "realization", "long_name": "ensemble member number", "units": "1"}
 
 
-def global_attributes(title: str, history: str | None = None, **extra: object) -> dict:
+def global_attributes(
+    title: str, history: str | None = None, **extra: object
+) -> dict[str, str | int | float]:
     """Global attributes every pkfnet file carries, then ``extra`` (str, int or float values).
 
     ``history`` defaults to ``"<UTC time>: created by pkfnet <version>"``.
     """
     version = package_version()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    attributes: dict[str, object] = {
+    attributes: dict[str, str | int | float] = {
         "Conventions": CF_CONVENTIONS,
         "title": title,
         "source": f"pkfnet {version}",
@@ -144,9 +146,9 @@ def _attribute_value(key: str, value: object) -> str | int | float:
         return value
     if isinstance(value, Mapping | Sequence):
         return str(value)
-    try:
-        return value.item()  # numpy scalars
-    except AttributeError:
+    item = getattr(value, "item", None)  # numpy scalars
+    if item is None:
         raise TypeError(
             f"attribute {key!r}: expected str, int or float, got {type(value).__name__}"
-        ) from None
+        )
+    return item()

@@ -9,12 +9,16 @@ convolution, which XLA fuses into a few loops (about 4x faster than pad-and-slic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 from keras import ops
 
 from .stencils import apply_stencils, derivative_kernel
+
+if TYPE_CHECKING:
+    from .model import GeneratedModel
 
 __all__ = ["periodic_derivatives", "PeriodicDerivatives", "TrendLayer"]
 
@@ -95,7 +99,7 @@ class TrendLayer(keras.layers.Layer):
     diagnostic_derivatives: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
 
     #: The generated model class this trend belongs to (set by the generated module).
-    model_class: type | None = None
+    model_class: type[GeneratedModel] | None = None
 
     def __init__(self, shape, spacings, accuracy=2, source=None, model_settings=None, **kwargs):
         super().__init__(**kwargs)

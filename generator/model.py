@@ -26,12 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from .conventions import MEMBER_DIM
 from .integrate import NonFiniteStateError, compile_loop, run_loop, time_grid
 from .layers import PeriodicDerivatives, TrendLayer
+from .protocols import DType
 from .results import model_dataset, to_model_order
-from .timeschemes import TIME_SCHEMES
+from .timeschemes import TIME_SCHEMES, TimeScheme
 from .validation import finite_float, per_axis, positive_int, real_array
 
 __all__ = ["GeneratedModel", "NonFiniteStateError", "load_model"]
@@ -86,8 +88,8 @@ class GeneratedModel:
         self,
         shape: int | Sequence[int] | None = None,
         lengths: float | Sequence[float] | None = None,
-        dtype: str = "float64",
-        time_scheme: str = "rk4",
+        dtype: DType = "float64",
+        time_scheme: TimeScheme = "rk4",
         jit_compile: bool = True,
         time_units: str | None = None,
         length_units: str | None = None,
@@ -98,19 +100,30 @@ class GeneratedModel:
         for name, value in values.items():
             self._set_value(name, value)
 
-    def _configure(self, shape, lengths, dtype, time_scheme, jit_compile, time_units, length_units):
+    def _configure(
+        self,
+        shape: int | Sequence[int] | None,
+        lengths: float | Sequence[float] | None,
+        dtype: DType,
+        time_scheme: TimeScheme,
+        jit_compile: bool,
+        time_units: str | None,
+        length_units: str | None,
+    ) -> None:
         ndim = len(self.coordinates)
         self.shape: tuple[int, ...] = per_axis(shape, ndim, "shape", "int", default=100)
         self.lengths: tuple[float, ...] = per_axis(lengths, ndim, "lengths", "float", default=1.0)
-        self.dx = tuple(L / n for L, n in zip(self.lengths, self.shape, strict=True))
+        self.dx: tuple[float, ...] = tuple(
+            L / n for L, n in zip(self.lengths, self.shape, strict=True)
+        )
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-        self.dtype = dtype
+        self.dtype: DType = dtype
         if time_scheme not in TIME_SCHEMES:
             raise ValueError(
                 f"time_scheme: expected one of {sorted(TIME_SCHEMES)}, got {time_scheme!r}"
             )
-        self.time_scheme = time_scheme
+        self.time_scheme: TimeScheme = time_scheme
         self.jit_compile = bool(jit_compile)
         self.time_units = time_units
         self.length_units = length_units
@@ -404,7 +417,7 @@ class GeneratedModel:
         return x, v, batched, t0, dt, grid.steps
 
     def tangent_linear(
-        self, state: Mapping[str, Any], perturbation: Mapping[str, Any], times: Sequence[float]
+        self, state: Mapping[str, Any], perturbation: Mapping[str, Any], times: ArrayLike
     ) -> dict[str, np.ndarray]:
         """Tangent-linear model M'(x) δx over ``times`` by forward-mode differentiation.
 
@@ -424,7 +437,7 @@ class GeneratedModel:
         return self._outputs(accumulator.jvp(y), batched, "tangent_linear")
 
     def adjoint(
-        self, state: Mapping[str, Any], cotangent: Mapping[str, Any], times: Sequence[float]
+        self, state: Mapping[str, Any], cotangent: Mapping[str, Any], times: ArrayLike
     ) -> dict[str, np.ndarray]:
         """Adjoint model M'(x)* δy over ``times`` by reverse-mode differentiation.
 
@@ -484,9 +497,9 @@ class GeneratedModel:
 
     def forecast(
         self,
-        times: Sequence[float],
+        times: ArrayLike,
         state: Mapping[str, Any],
-        saved_times: Sequence[float] | float | None = None,
+        saved_times: ArrayLike | None = None,
     ) -> xr.Dataset:
         """Integrate ``state`` over the uniformly spaced ``times`` in one compiled loop.
 

@@ -80,7 +80,7 @@ class KerasOpsPrinter(StrPrinter):
 
 def trend_code_lines(
     trends: dict[str, sympy.Expr], prefix: str = "tmp"
-) -> tuple[list[tuple[str, str]], dict[str, str]]:
+) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
     """Common-subexpression elimination then printing.
 
     Parameters
@@ -90,7 +90,8 @@ def trend_code_lines(
     Returns
     -------
     temporaries : list of (name, code) assignments, in dependency order.
-    results : mapping field name → code of each term of its trend (see ``_terms_code``).
+    results : mapping field name → code of each term of its trend, one string per term (see
+        ``_terms_code``).
     """
     names = list(trends)
     taken = {str(s) for e in trends.values() for s in e.free_symbols}

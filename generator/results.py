@@ -23,24 +23,25 @@ from .conventions import (
     member_attributes,
     time_attributes,
 )
+from .protocols import LabelledModel
 
 __all__ = ["grid_coordinates", "labelled", "model_attributes", "model_dataset", "to_model_order"]
 
 
-def grid_coordinates(model: Any) -> dict[str, xr.DataArray]:
+def grid_coordinates(model: LabelledModel) -> dict[str, xr.DataArray]:
     """Coordinates of the model's grid points, one 1D ``DataArray`` per axis, with units."""
-    units = getattr(model, "length_units", None)
+    units = model.length_units
     return {
         name: xr.DataArray(values, dims=(name,), attrs=coordinate_attributes(name, units))
         for name, values in zip(model.coordinates, model.grid, strict=True)
     }
 
 
-def model_attributes(model: Any) -> dict[str, object]:
+def model_attributes(model: LabelledModel) -> dict[str, str | int]:
     """How the data were made: model class, equations, scheme, accuracy, dtype, grid lengths."""
     return {
         "model": type(model).__name__,
-        "equations": getattr(model, "equations_text", "") or type(model).__name__,
+        "equations": model.equations_text or type(model).__name__,
         "time_scheme": model.time_scheme,
         "stencil_accuracy": int(model.accuracy),
         "dtype": model.dtype,
@@ -50,7 +51,7 @@ def model_attributes(model: Any) -> dict[str, object]:
 
 
 def labelled(
-    model: Any,
+    model: LabelledModel,
     values: np.ndarray,
     own_dims: Sequence[str],
     attrs: Mapping[str, str] | None = None,
@@ -67,7 +68,7 @@ def labelled(
 
 
 def model_dataset(
-    model: Any,
+    model: LabelledModel,
     fields: Mapping[str, np.ndarray],
     *,
     times: np.ndarray | None = None,
@@ -81,8 +82,8 @@ def model_dataset(
 
     Parameters
     ----------
-    model : GeneratedModel
-        Gives the grid, coordinates, units and metadata.
+    model : LabelledModel
+        Gives the grid, coordinates, units and metadata (e.g. a ``GeneratedModel``).
     fields : mapping of str to numpy.ndarray
         ``(n_times, [members,] *grid)`` when ``times`` is given, else ``([members,] *grid)``,
         grid axes in model order.
@@ -111,7 +112,7 @@ def model_dataset(
         coords["time"] = xr.DataArray(
             np.asarray(times, dtype=float),
             dims=("time",),
-            attrs=time_attributes(getattr(model, "time_units", None)),
+            attrs=time_attributes(model.time_units),
         )
     if members:
         count = next(iter(fields.values())).shape[len(lead) - 1]
@@ -120,11 +121,13 @@ def model_dataset(
         )
     if constants:
         data.update(_constant_variables(model, exclude=set(data)))
-    attrs = global_attributes(title, **model_attributes(model), **attributes)
+    extra: dict[str, object] = {**model_attributes(model), **attributes}
+    history = extra.pop("history", None)
+    attrs = global_attributes(title, None if history is None else str(history), **extra)
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def _constant_variables(model: Any, exclude: set[str]) -> dict[str, xr.DataArray]:
+def _constant_variables(model: LabelledModel, exclude: set[str]) -> dict[str, xr.DataArray]:
     variables = {}
     for name in (*model.constants, *model.trainable_scalar_names):
         if name in exclude:
@@ -145,7 +148,7 @@ def _constant_variables(model: Any, exclude: set[str]) -> dict[str, xr.DataArray
     return variables
 
 
-def to_model_order(model: Any, value: Any, name: str, leading: Sequence[str] = ()) -> Any:
+def to_model_order(model: LabelledModel, value: Any, name: str, leading: Sequence[str] = ()) -> Any:
     """An input given as ``xarray.DataArray`` transposed to model order; others unchanged.
 
     ``leading`` are the dims allowed before the grid (e.g. ``("member",)``). A DataArray must

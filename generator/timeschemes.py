@@ -8,10 +8,14 @@ TensorFlow loop or a Keras model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
-__all__ = ["euler", "rk2", "rk4", "TIME_SCHEMES"]
+__all__ = ["euler", "rk2", "rk4", "TIME_SCHEMES", "TimeScheme"]
 
 Trend = Callable[[object, tuple], tuple]
+
+TimeScheme = Literal["euler", "rk2", "rk4"]
+"""Name of an explicit time scheme (a key of :data:`TIME_SCHEMES`)."""
 
 
 def _axpy(state: tuple, increments: tuple, factor) -> tuple:
@@ -42,4 +46,4 @@ def rk4(trend: Trend, t, state: tuple, dt) -> tuple:
     )
 
 
-TIME_SCHEMES: dict[str, Callable] = {"euler": euler, "rk2": rk2, "rk4": rk4}
+TIME_SCHEMES: dict[TimeScheme, Callable[..., tuple]] = {"euler": euler, "rk2": rk2, "rk4": rk4}

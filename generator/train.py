@@ -8,25 +8,54 @@ field, shaped (samples, *grid); targets of rollouts are (samples, steps, *grid).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypedDict, Unpack
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from .protocols import DType, TrainableModel
 from .validation import finite_float, positive_int, real_array
 
-__all__ = ["fit_one_step", "fit_rollout", "repeat_fits"]
+__all__ = ["FitOptions", "Loss", "TrainingOptions", "fit_one_step", "fit_rollout", "repeat_fits"]
 
 Arrays = Mapping[str, np.ndarray]
 
+Loss = Literal["normalised", "mse"]
+"""Training loss: per-field MSE divided by the field's variance over the targets, or raw MSE."""
 
-def fit_one_step(model, inputs: Arrays, targets: Arrays, dt: float, **options) -> dict:
+
+class TrainingOptions(TypedDict, total=False):
+    """Options of a fit (see :func:`fit_rollout` for their meaning and defaults)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    decay: float
+    loss: Loss
+    progress: bool
+
+
+class FitOptions(TrainingOptions, total=False):
+    """Options of one fit: the training options and the seed."""
+
+    seed: int
+
+
+def fit_one_step(
+    model: TrainableModel,
+    inputs: Arrays,
+    targets: Arrays,
+    dt: float,
+    **options: Unpack[FitOptions],
+) -> dict[str, list]:
     """Fit the model so that one time step maps ``inputs`` to ``targets``.
 
     Parameters
     ----------
-    model : a generated model (with its closures plugged).
+    model : a generated model (with its closures plugged), or any
+        :class:`generator.protocols.TrainableModel`.
     inputs, targets : field → (samples, *grid) arrays (the states at steps k and k + 1).
     dt : time step between inputs and targets (time units).
     **options : see :func:`fit_rollout` (epochs, batch_size, learning_rate, decay, seed,
@@ -40,11 +69,19 @@ def fit_one_step(model, inputs: Arrays, targets: Arrays, dt: float, **options) -
     return _fit(model, inputs, targets, dt, steps=1, **options)
 
 
-def fit_rollout(model, inputs: Arrays, targets: Arrays, dt: float, steps: int, **options) -> dict:
+def fit_rollout(
+    model: TrainableModel,
+    inputs: Arrays,
+    targets: Arrays,
+    dt: float,
+    steps: int,
+    **options: Unpack[FitOptions],
+) -> dict[str, list]:
     """Fit on k-step rollouts: ``targets[f]`` is (samples, steps, *grid).
 
     Options
     -------
+    The keywords of :class:`FitOptions`.
     epochs : int (3); batch_size : int (32); learning_rate : float (0.1);
     decay : float, learning-rate factor applied after each epoch (0.1, as in the paper);
     seed : int (0), seeds shuffling and Keras initialisers; loss : ``"normalised"`` (per-field
@@ -55,7 +92,7 @@ def fit_rollout(model, inputs: Arrays, targets: Arrays, dt: float, steps: int, *
 
 
 def _fit(
-    model,
+    model: TrainableModel,
     inputs: Arrays,
     targets: Arrays,
     dt: float,
@@ -65,9 +102,9 @@ def _fit(
     learning_rate: float = 0.1,
     decay: float = 0.1,
     seed: int = 0,
-    loss: str = "normalised",
+    loss: Loss = "normalised",
     progress: bool = True,
-) -> dict:
+) -> dict[str, list]:
     names = model.prognostic_functions
     dt = finite_float(dt, "dt", "positive")
     epochs = positive_int(epochs, "epochs")
@@ -112,7 +149,7 @@ def _fit(
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
         return value
 
-    history: dict = {"loss": [], "learning_rate": [], "trainable_scalars": []}
+    history: dict[str, list] = {"loss": [], "learning_rate": [], "trainable_scalars": []}
     for epoch in range(epochs):
         rate = float(schedule(epoch * batches_per_epoch))
         total = 0.0
@@ -135,24 +172,26 @@ def _fit(
 
 
 def repeat_fits(
-    make_model: Callable[[], object],
+    make_model: Callable[[], TrainableModel],
     inputs: Arrays,
     targets: Arrays,
     dt: float,
     seeds: Sequence[int],
     steps: int = 1,
-    start: dict[str, float] | None = None,
-    **options,
-) -> dict:
+    start: Mapping[str, float] | None = None,
+    **options: Unpack[TrainingOptions],
+) -> dict[str, Any]:
     """Train fresh models with several seeds; mean and spread of the learned scalars.
 
-    ``make_model()`` must return a new model (closures plugged) for each run. ``steps`` > 1
+    ``make_model()`` must return a new model (closures plugged, a
+    :class:`generator.protocols.TrainableModel`) for each run. ``steps`` > 1
     trains on ``steps``-step rollouts (targets (samples, steps, *grid), as in
     :func:`fit_rollout`); ``start`` sets scalars (by name) before each run.
 
     Returns ``{"runs": [scalars per run], "mean": {...}, "std": {...}, "histories": [...]}``.
     """
-    runs, histories = [], []
+    runs: list[dict[str, float]] = []
+    histories: list[dict[str, list]] = []
     for seed in seeds:
         model = make_model()
         for name, value in (start or {}).items():
@@ -168,7 +207,9 @@ def repeat_fits(
     }
 
 
-def _check_arrays(arrays: Arrays, names: Sequence[str], label: str, dtype: str) -> dict:
+def _check_arrays(
+    arrays: Arrays, names: Sequence[str], label: str, dtype: DType
+) -> dict[str, np.ndarray]:
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"{label} lack field(s) {missing}; expected {list(names)}")

@@ -7,11 +7,13 @@ counts, grid sizes), finite floats (time steps, lengths), per-axis tuples and re
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["finite_float", "per_axis", "positive_int", "real_array"]
 
@@ -32,8 +34,8 @@ def positive_int(value: object, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     if isinstance(value, numbers.Integral):
         result = int(value)
-    elif isinstance(value, numbers.Real) and np.isfinite(value) and float(value).is_integer():
-        result = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        result = int(round(value))  # integral already: exact, also beyond float precision
     elif isinstance(value, numbers.Real):
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     else:
@@ -65,6 +67,7 @@ def finite_float(
     if isinstance(value, bool | np.bool_) or isinstance(value, complex | np.complexfloating):
         raise TypeError(f"{name}: expected {wanted}, got {value!r}")
     try:
+        # any object: float() decides what converts, its TypeError is reported below
         result = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(
@@ -79,7 +82,7 @@ def finite_float(
 
 
 def per_axis(
-    value: object,
+    value: ArrayLike | None,
     ndim: int,
     name: str,
     kind: Literal["int", "float"],

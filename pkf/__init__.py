@@ -1,6 +1,7 @@
 """Parametric Kalman filter: symbolic PKF dynamics and the ensemble engine.
 
-Public API: :class:`SymbolicPKF` and :class:`Expectation` (derivation),
+Public API: :class:`SymbolicPKF` and :class:`Expectation` (derivation; the option types
+:data:`PKFForm` and :data:`ClosureHandling`),
 :func:`quasi_gaussian_closure`, :func:`sample_errors` and helpers (initial ensembles),
 :class:`MomentAccumulator` and :func:`ensemble_statistics` (statistics),
 :class:`EnsembleForecast` (batched ensemble forecasts with on-the-fly statistics, results as
@@ -13,10 +14,12 @@ from .dataset import callable_fingerprint as callable_fingerprint
 from .dataset import ensemble_seed as ensemble_seed
 from .dataset import open_training_set as open_training_set
 from .dataset import rollout_samples as rollout_samples
+from .derivation import ClosureHandling as ClosureHandling
 from .derivation import SymbolicPKF as SymbolicPKF
 from .ensemble import EnsembleForecast as EnsembleForecast
 from .ensemble import EnsembleResult as EnsembleResult
 from .expectation import Expectation as Expectation
+from .forms import PKFForm as PKFForm
 from .netcdf import CorruptFileError as CorruptFileError
 from .netcdf import NetCDFWriter as NetCDFWriter
 from .netcdf import OutputLockedError as OutputLockedError
@@ -35,6 +38,8 @@ from .statistics import variance_estimator as variance_estimator
 
 __all__ = [
     "SymbolicPKF",
+    "PKFForm",
+    "ClosureHandling",
     "Expectation",
     "quasi_gaussian_closure",
     "sample_errors",

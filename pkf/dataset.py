@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from generator.conventions import cf_grid_order, package_version, time_attributes
+from generator.protocols import FingerprintedModel, SteppableModel
 from generator.results import model_attributes
 from generator.validation import positive_int
 
@@ -53,7 +54,7 @@ __all__ = [
     "rollout_samples",
 ]
 
-Background = Callable[[np.random.Generator, Any], Mapping[str, np.ndarray]]
+Background = Callable[[np.random.Generator, FingerprintedModel], Mapping[str, np.ndarray]]
 """``background(rng, model) -> {field: grid array}``: the random background of one ensemble."""
 
 NEXT_SUFFIX = "_next"
@@ -233,7 +234,7 @@ def _canonical(value: object) -> str:
 
 
 def build_fingerprint(
-    model: Any,
+    model: FingerprintedModel,
     forecast: EnsembleForecast,
     *,
     steps: int,
@@ -260,8 +261,8 @@ def build_fingerprint(
 
     Parameters
     ----------
-    model : generator.model.GeneratedModel
-        The model of the dynamics.
+    model : generator.FingerprintedModel
+        The model of the dynamics (e.g. a ``GeneratedModel``).
     forecast : EnsembleForecast
         The ensemble runner (members and chunking).
     steps, window, seed, dt
@@ -284,9 +285,9 @@ def build_fingerprint(
         if name in settings and _canonical(settings[name]) != _canonical(value):
             name = f"model_{key}"
         settings.setdefault(name, value)
-    for units in ("time_units", "length_units"):
-        if getattr(model, units, None):
-            settings[units] = str(getattr(model, units))
+    for name, units in (("time_units", model.time_units), ("length_units", model.length_units)):
+        if units:
+            settings[name] = str(units)
     settings.update(
         ensemble_size=int(forecast.members),
         steps=int(steps),
@@ -356,7 +357,7 @@ def _per_field(value: Any, fields: tuple[str, ...], name: str) -> dict[str, Any]
     return {field: value for field in fields}
 
 
-def _statistic_names(model: Any) -> list[str]:
+def _statistic_names(model: SteppableModel) -> list[str]:
     """Names of the statistics stored per step (as in ``EnsembleResult.to_dataset``)."""
     coords = tuple(model.coordinates)
     fields = tuple(model.prognostic_functions)
@@ -374,7 +375,7 @@ def _statistic_names(model: Any) -> list[str]:
 
 def build_dataset(
     path: str | os.PathLike,
-    model: Any,
+    model: FingerprintedModel,
     *,
     ensembles: int,
     members: int,
@@ -421,8 +422,9 @@ def build_dataset(
     path : path-like
         netCDF output (classic 64-bit offset format, CF-1.8); read it with
         :func:`open_training_set`.
-    model : generator.model.GeneratedModel
-        Generated model of the dynamics (grid, dtype and constants already set).
+    model : generator.FingerprintedModel
+        Generated model of the dynamics (grid, dtype and constants already set), or any object
+        with the members of :class:`generator.protocols.FingerprintedModel`.
     ensembles : int
         Number of independent ensembles ``K``.
     members : int
@@ -593,7 +595,7 @@ def _resume(
 def _create(
     path: Path,
     lock: OutputLock,
-    model: Any,
+    model: SteppableModel,
     statistics: xr.Dataset,
     names: list[str],
     settings: Mapping[str, Any],
@@ -618,7 +620,7 @@ def _create(
                     attributes={"coordinates": labels},
                 )
             )
-    time_attrs = time_attributes(getattr(model, "time_units", None))
+    time_attrs = time_attributes(model.time_units)
     variables += [
         VariableSpec(
             "time",
@@ -636,7 +638,7 @@ def _create(
     static = [
         (
             VariableSpec(
-                name,
+                str(name),
                 str(array.attrs.get("units", "1")),
                 str(array.attrs.get("long_name", name)),
                 tuple(str(d) for d in array.dims),
@@ -664,7 +666,7 @@ def _create(
         record_dim=RECORD_DIM,
         record_units="1",
         record_dtype="i4",
-        coord_units=getattr(model, "length_units", None) or "1",
+        coord_units=model.length_units or "1",
         static=static,
         attributes=attributes,
         lock=lock,
@@ -672,7 +674,7 @@ def _create(
 
 
 def _initial_members(
-    model: Any,
+    model: FingerprintedModel,
     rng: np.random.Generator,
     background: Background,
     members: int,
@@ -844,9 +846,9 @@ def rollout_samples(
         now, after = samples[f], samples[f"{f}{NEXT_SUFFIX}"]
         if model_order is not None:
             now, after = now.transpose(*model_order), after.transpose(*model_order)
-        now = now.values[order].reshape(count, length, *now.shape[1:])
-        after = after.values[order].reshape(count, length, *after.shape[1:])
-        inputs[f] = now[:, starts].reshape(-1, *now.shape[2:])
-        windows = np.stack([after[:, starts + j] for j in range(steps)], axis=2)
-        targets[f] = windows.reshape(-1, steps, *now.shape[2:])
+        current = now.values[order].reshape(count, length, *now.shape[1:])
+        following = after.values[order].reshape(count, length, *after.shape[1:])
+        inputs[f] = current[:, starts].reshape(-1, *current.shape[2:])
+        windows = np.stack([following[:, starts + j] for j in range(steps)], axis=2)
+        targets[f] = windows.reshape(-1, steps, *current.shape[2:])
     return inputs, targets

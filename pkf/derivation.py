@@ -13,20 +13,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
+from typing import Literal
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from generator.analysis import PDESystem, python_identifier
-from pkf.forms import FORMS, TensorForm, field_forms, relation
+from pkf.forms import FORMS, PKFForm, TensorForm, field_forms, relation
 from pkf.identities import ExpectationReducer, binomial, sub_indices
 from pkf.naming import FieldSymbols, NameRegistry, build_field_symbols
 from pkf.quasi_gaussian import QuasiGaussianClosure, quasi_gaussian_closure
 
-__all__ = ["MAX_DIMENSION", "SymbolicPKF"]
+__all__ = ["MAX_DIMENSION", "ClosureHandling", "SymbolicPKF"]
 
 #: Most spatial coordinates a PKF system may have (the PKF is derived in 1D, 2D and 3D).
 MAX_DIMENSION = 3
+
+ClosureHandling = Literal["slot", "zero"]
+"""What :meth:`SymbolicPKF.to_generator` makes of an unclosed term without a closure: an
+exogenous function (a slot for a closure model) or zero."""
 
 MultiIndex = tuple[int, ...]
 Atom = tuple[int, MultiIndex]  # (field index, derivative multi-index)
@@ -90,7 +95,7 @@ class SymbolicPKF:
         self._closures: dict[sp.Expr, sp.Expr] = {}
         self._cov_cache: dict[tuple, sp.Expr] = {}
         self._sqrt_cache: dict[tuple[int, MultiIndex], sp.Expr] = {}
-        self._form_cache: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}
+        self._form_cache: dict[PKFForm, list[tuple[sp.Expr, sp.Expr]]] = {}
 
     # -- parsing ---------------------------------------------------------------------------
     def _parse(self, equations: list[sp.Eq]) -> None:
@@ -157,7 +162,7 @@ class SymbolicPKF:
         self._reducer = ExpectationReducer(
             self._field_list, self.coordinates, self._covariances, self._registry
         )
-        self._forms: dict[str, dict[str, TensorForm]] = field_forms(
+        self._forms: dict[PKFForm, dict[str, TensorForm]] = field_forms(
             self._field_list, self.coordinates, self._registry
         )
 
@@ -268,7 +273,9 @@ class SymbolicPKF:
                 return quasi_gaussian_closure(aspect, self.coordinates, unclosed.orders, prefix)
         raise ValueError(f"{term} is not an unclosed term of this system")
 
-    def to_generator(self, form: str = "diffusion", closure: str = "slot") -> list[sp.Eq]:
+    def to_generator(
+        self, form: PKFForm = "diffusion", closure: ClosureHandling = "slot"
+    ) -> list[sp.Eq]:
         """Equations ``Eq(Derivative(f(t, x), t), rhs)`` ready for the code generator.
 
         Parameters
@@ -432,12 +439,12 @@ class SymbolicPKF:
         return trend
 
     # -- forms -----------------------------------------------------------------------------
-    def _form_system(self, form: str) -> list[tuple[sp.Expr, sp.Expr]]:
+    def _form_system(self, form: PKFForm) -> list[tuple[sp.Expr, sp.Expr]]:
         if form not in self._form_cache:
             self._form_cache[form] = self._convert_system(form)
         return self._form_cache[form]
 
-    def _convert_system(self, form: str) -> list[tuple[sp.Expr, sp.Expr]]:
+    def _convert_system(self, form: PKFForm) -> list[tuple[sp.Expr, sp.Expr]]:
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; expected one of {FORMS}")
         system = self._metric_system
@@ -462,7 +469,7 @@ class SymbolicPKF:
                     converted.append((lhs, self._canonical_form(y_dot[i, j], form)))
         return converted
 
-    def _substitute(self, expr: sp.Expr, source: str, target: str) -> sp.Expr:
+    def _substitute(self, expr: sp.Expr, source: PKFForm, target: PKFForm) -> sp.Expr:
         """Rewrite the ``source`` tensors of all fields in ``expr`` with the ``target`` ones
         (inverse placeholders left for :meth:`_canonical_form`)."""
         if source == target:
@@ -473,7 +480,7 @@ class SymbolicPKF:
             mapping.update(tensor_form.substitution(expr, source, kind, factor))
         return expr.xreplace(mapping) if mapping else expr
 
-    def _canonical_form(self, expr: sp.Expr, form: str, substituted: bool = False) -> sp.Expr:
+    def _canonical_form(self, expr: sp.Expr, form: PKFForm, substituted: bool = False) -> sp.Expr:
         expr = sp.expand(expr)
         for tensor_form in self._forms[form].values():
             expr = (
@@ -483,17 +490,17 @@ class SymbolicPKF:
             )
         return expr
 
-    def _with_determinants(self, expr: sp.Expr, form: str) -> sp.Expr:
+    def _with_determinants(self, expr: sp.Expr, form: PKFForm) -> sp.Expr:
         for tensor_form in self._forms[form].values():
             expr = tensor_form.substitute_determinant(expr)
         return expr
 
-    def _closure_in_form(self, expr: sp.Expr, form: str) -> sp.Expr:
+    def _closure_in_form(self, expr: sp.Expr, form: PKFForm) -> sp.Expr:
         for source in FORMS:
             expr = self._substitute(expr, source, form)
         return self._canonical_form(expr, form)
 
-    def _expectation_equations(self, form: str) -> list[sp.Eq]:
+    def _expectation_equations(self, form: PKFForm) -> list[sp.Eq]:
         system = self._form_system(form)
         back = {u.placeholder: u.expectation for u in self._reducer.unclosed}
         return [

@@ -8,10 +8,9 @@ are only kept when asked. Chunks of members (sized from a memory budget) merge e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -19,6 +18,7 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from generator.conventions import MEMBER_DIM
+from generator.protocols import SteppableModel
 from generator.results import model_dataset, to_model_order
 from generator.validation import positive_int, real_array
 
@@ -70,7 +70,7 @@ class EnsembleResult:
 
     Attributes
     ----------
-    model : GeneratedModel
+    model : SteppableModel
         The model that was run (gives the grid, names and metadata of :meth:`to_dataset`).
     times : numpy.ndarray
         ``(n_saved,)`` saved model times.
@@ -82,7 +82,7 @@ class EnsembleResult:
         ``{field: (n_saved, members, *grid)}`` (model order) when the forecast saved them.
     """
 
-    model: Any
+    model: SteppableModel
     times: np.ndarray
     accumulator: MomentAccumulator
     members: dict[str, np.ndarray] | None = None
@@ -191,8 +191,9 @@ class EnsembleForecast:
 
     Parameters
     ----------
-    model : generator.model.GeneratedModel
-        A model built by :class:`generator.NNModelBuilder` (any time scheme, periodic grid).
+    model : generator.SteppableModel
+        A model built by :class:`generator.NNModelBuilder` (any time scheme, periodic grid), or
+        any object with the members of :class:`generator.protocols.SteppableModel`.
     members : int
         Ensemble size ``N``.
     chunks : int or sequence of int, optional
@@ -227,7 +228,7 @@ class EnsembleForecast:
 
     def __init__(
         self,
-        model: Any,
+        model: SteppableModel,
         members: int,
         *,
         chunks: int | Sequence[int] | None = None,
@@ -274,7 +275,7 @@ class EnsembleForecast:
                 budget = min(budget, int(self.cache_budget))
             largest = max(1, budget // self.member_bytes(n_saved))
             return chunk_sizes(self.members, largest)
-        if np.isscalar(chunks):
+        if np.isscalar(chunks) or not isinstance(chunks, Iterable):
             return chunk_sizes(self.members, positive_int(chunks, "chunks"))
         sizes = tuple(positive_int(c, "chunks") for c in chunks)
         if any(c < 1 for c in sizes) or sum(sizes) != self.members:
@@ -319,9 +320,7 @@ class EnsembleForecast:
             )
             return (*shifts, *means, *sums, finite, *(state if save_members else ()))
 
-        self._compiled = compile_loop(
-            self.model.step_tensors, save, getattr(self.model, "jit_compile", True)
-        )
+        self._compiled = compile_loop(self.model.step_tensors, save, self.model.jit_compile)
         return self._compiled
 
     # -- public API ---------------------------------------------------------------------
@@ -397,8 +396,8 @@ class EnsembleForecast:
                     )
                 )
                 if self.save_members:
-                    members = result.saved[2 * count + len(self.keys) + 1 :]
-                    for name, array in zip(self.fields, members, strict=True):
+                    chunk_members = result.saved[2 * count + len(self.keys) + 1 :]
+                    for name, array in zip(self.fields, chunk_members, strict=True):
                         saved_members[name].append(array[:, :size])
                 start = stop
                 bar.update(size)

@@ -13,17 +13,20 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import cache
+from typing import Literal
 
 import sympy as sp
 
 from pkf.naming import FieldSymbols, NameRegistry
 
-__all__ = ["FORMS", "DeterminantDivision", "TensorForm", "field_forms", "relation"]
+__all__ = ["FORMS", "DeterminantDivision", "PKFForm", "TensorForm", "field_forms", "relation"]
 
-FORMS = ("metric", "aspect", "diffusion")
+PKFForm = Literal["metric", "aspect", "diffusion"]
+"""Which tensor parametrises the correlations: metric g, aspect s = g^-1 or diffusion nu = s/2."""
+FORMS: tuple[PKFForm, ...] = ("metric", "aspect", "diffusion")
 
 
-def relation(source: str, target: str) -> tuple[str, sp.Rational]:
+def relation(source: PKFForm, target: PKFForm) -> tuple[Literal["inverse", "scale"], sp.Rational]:
     """How a tensor of ``source`` form is written with the ``target`` tensor Y.
 
     Returns ``("inverse", a)`` for X = a Y^-1 or ``("scale", a)`` for X = a Y.
@@ -55,7 +58,7 @@ class TensorForm:
     ----------
     field : FieldSymbols
         The field.
-    form : str
+    form : PKFForm
         'metric', 'aspect' or 'diffusion'.
     coordinates : sequence of sympy.Symbol
         Spatial coordinates.
@@ -75,7 +78,7 @@ class TensorForm:
     def __init__(
         self,
         field: FieldSymbols,
-        form: str,
+        form: PKFForm,
         coordinates: Iterable[sp.Symbol],
         registry: NameRegistry,
     ) -> None:
@@ -106,7 +109,7 @@ class TensorForm:
         self._inverse_derivative = cache(self._inverse_derivative_uncached)
 
     # -- rewriting other forms ------------------------------------------------------------
-    def rewrite(self, expr: sp.Expr, source: str) -> sp.Expr:
+    def rewrite(self, expr: sp.Expr, source: PKFForm) -> sp.Expr:
         """Rewrite the ``source``-form tensor of this field in ``expr`` with this form."""
         kind, factor = relation(source, self.form)
         if source == self.form:
@@ -115,7 +118,11 @@ class TensorForm:
         return self.substitute_determinant(self.expand_inverses(substituted))
 
     def substitution(
-        self, expr: sp.Expr, source: str, kind: str, factor: sp.Expr
+        self,
+        expr: sp.Expr,
+        source: PKFForm,
+        kind: Literal["inverse", "scale"],
+        factor: sp.Expr,
     ) -> dict[sp.Expr, sp.Expr]:
         """Map of the source tensor's entries and their derivatives in ``expr`` (before
         :meth:`expand_inverses`, i.e. with inverse placeholders)."""
@@ -279,7 +286,7 @@ class DeterminantDivision:
 
 def field_forms(
     fields: Iterable[FieldSymbols], coordinates: Iterable[sp.Symbol], registry: NameRegistry
-) -> dict[str, dict[str, TensorForm]]:
+) -> dict[PKFForm, dict[str, TensorForm]]:
     """TensorForm objects for every field and form: ``result[form][field.name]``."""
     coordinates = tuple(coordinates)
     fields = list(fields)

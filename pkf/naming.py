@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from generator.analysis import python_identifier
 from pkf.expectation import random_function
+
+if TYPE_CHECKING:
+    from pkf.forms import PKFForm
 
 __all__ = ["FieldSymbols", "NameRegistry", "build_field_symbols", "multi_index_label"]
 
@@ -78,7 +82,7 @@ class FieldSymbols:
     diffusion: sp.Matrix
     tensor_names: dict[str, dict[tuple[int, int], str]] = field(default_factory=dict)
 
-    def tensor(self, form: str) -> sp.Matrix:
+    def tensor(self, form: PKFForm) -> sp.Matrix:
         """The tensor matrix of ``form`` ('metric', 'aspect' or 'diffusion')."""
         return {"metric": self.metric, "aspect": self.aspect, "diffusion": self.diffusion}[form]
 

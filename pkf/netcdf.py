@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import filelock
 import netCDF4
@@ -32,6 +33,7 @@ from generator.conventions import (
 
 __all__ = [
     "CorruptFileError",
+    "NetCDFFormat",
     "NetCDFWriter",
     "OutputLock",
     "OutputLockedError",
@@ -51,7 +53,11 @@ CHECKSUM_DIM = "checksummed_variable"
 #: Attribute holding the CRC-32 (8 hex digits) of a non-record variable (coordinates, constants).
 CHECKSUM_ATTRIBUTE = "checksum_crc32"
 LOCK_SUFFIX = ".lock"
-DEFAULT_FORMAT = "NETCDF3_64BIT_OFFSET"
+NetCDFFormat = Literal[
+    "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA", "NETCDF3_CLASSIC", "NETCDF4", "NETCDF4_CLASSIC"
+]
+"""A netCDF file format (the formats of ``netCDF4.Dataset``)."""
+DEFAULT_FORMAT: NetCDFFormat = "NETCDF3_64BIT_OFFSET"
 _MANAGED_ATTRIBUTES = {RECORD_DIMENSION, COMPLETE_RECORDS}
 _VERIFY_BLOCK = 512  # records read at a time when verifying
 
@@ -310,7 +316,7 @@ def _grid_description(coords: Mapping[str, np.ndarray]) -> str:
     return "periodic; " + "; ".join(parts)
 
 
-def _attribute_value(key: str, value: object) -> str | int | float:
+def _attribute_value(key: str, value: object) -> str | int | float | np.floating:
     """A global attribute value the classic format can hold (no 64-bit integers)."""
     if isinstance(value, bool) or value is None:
         return str(value)
@@ -333,7 +339,7 @@ def _check_coords(coords: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _fill_value(dtype: str) -> object:
+def _fill_value(dtype: str) -> int | float | str:
     return netCDF4.default_fillvals[np.dtype(dtype).str[1:]]
 
 
@@ -459,7 +465,7 @@ class NetCDFWriter:
         extra_dims: Mapping[str, int] | None = None,
         static: Sequence[tuple[VariableSpec, ArrayLike]] = (),
         attributes: Mapping[str, object] | None = None,
-        format: str = DEFAULT_FORMAT,
+        format: NetCDFFormat = DEFAULT_FORMAT,
         overwrite: bool = False,
         lock: OutputLock | None = None,
     ) -> NetCDFWriter:
@@ -503,7 +509,7 @@ class NetCDFWriter:
             fields), each protected by a ``checksum_crc32`` attribute.
         attributes : mapping, optional
             Further global attributes (str, int or float).
-        format : str, default "NETCDF3_64BIT_OFFSET"
+        format : NetCDFFormat, default "NETCDF3_64BIT_OFFSET"
             netCDF format; the classic 64-bit offset format survives a kill mid-write better
             than HDF5-based ``"NETCDF4"``.
         overwrite : bool, default False
@@ -541,8 +547,8 @@ class NetCDFWriter:
                 if name in dims or name == record_dim:
                     raise ValueError(f"extra_dims: {name!r} clashes with an existing dimension")
                 dims[name] = int(size)
-            static = [(spec, np.asarray(values)) for spec, values in static]
-            _check_variables(variables, static, dims, record_dim)
+            static_arrays = [(spec, np.asarray(values)) for spec, values in static]
+            _check_variables(variables, static_arrays, dims, record_dim)
             global_attrs: dict[str, object] = dict(global_attributes(title))
             global_attrs.update(
                 equations=equations,
@@ -570,7 +576,7 @@ class NetCDFWriter:
                 _define(
                     dataset,
                     variables,
-                    static,
+                    static_arrays,
                     coords,
                     dims,
                     record_dim,
@@ -802,8 +808,8 @@ class NetCDFWriter:
         a full disk fails here, cleanly, rather than inside netCDF-C (classic format only)."""
         missing = stop - len(self._dataset.dimensions[self.record_dim])
         if self._record_bytes and missing > 0:
-            size = os.fstat(self._descriptor).st_size
-            os.posix_fallocate(self._descriptor, size, missing * self._record_bytes)
+            size = os.fstat(self._file_descriptor).st_size
+            os.posix_fallocate(self._file_descriptor, size, missing * self._record_bytes)
 
     def _write_block(
         self, start: int, arrays: Mapping[str, np.ndarray], checksums: np.ndarray | None
@@ -817,7 +823,7 @@ class NetCDFWriter:
     def _flush(self) -> None:
         """Push netCDF's buffers to the system (``sync``) and the system's to disk (``fsync``)."""
         self._dataset.sync()
-        os.fsync(self._descriptor)
+        os.fsync(self._file_descriptor)
 
     def verify(self) -> Verification:
         """Check every record the file claims (presence and checksums) and the static variables."""
@@ -841,6 +847,13 @@ class NetCDFWriter:
         except (OSError, RuntimeError) as error:
             self._abandon()
             raise _io_error(self.path, error, "updating complete_records", "") from error
+
+    @property
+    def _file_descriptor(self) -> int:
+        """The file's descriptor, for ``fsync`` and ``posix_fallocate`` (open writers only)."""
+        if self._descriptor is None:
+            raise ValueError(f"{self.path}: the writer is closed")
+        return self._descriptor
 
     def _check_open(self) -> None:
         if not self._dataset.isopen():
@@ -938,7 +951,7 @@ def _define(
     record_units: str,
     record_dtype: str,
     coord_units: str,
-    format: str,
+    format: NetCDFFormat,
 ) -> None:
     dataset.createDimension(record_dim, None)
     for name, size in dims.items():
@@ -961,14 +974,15 @@ def _define(
         values = np.arange(dims[MEMBER_DIM], dtype=np.int32)
         member[:] = values
         member.setncattr(CHECKSUM_ATTRIBUTE, _crc32_hex(values))
-    compress = {"zlib": True, "complevel": 4} if format.startswith("NETCDF4") else {}
+    compress = format.startswith("NETCDF4")  # zlib level 4; the classic formats cannot
     for spec in variables:
         variable = dataset.createVariable(
             spec.name,
             spec.dtype,
             (record_dim, *spec.dims),
             fill_value=_fill_value(spec.dtype),
-            **compress,
+            zlib=compress,
+            complevel=4,
         )
         _set_attributes(variable, spec)
     checksum = dataset.createVariable(
@@ -983,7 +997,9 @@ def _define(
         }
     )
     for spec, values in static:
-        variable = dataset.createVariable(spec.name, spec.dtype, spec.dims, **compress)
+        variable = dataset.createVariable(
+            spec.name, spec.dtype, spec.dims, zlib=compress, complevel=4
+        )
         _set_attributes(variable, spec)
         stored = values.astype(variable.dtype)
         if spec.dims:

@@ -72,7 +72,7 @@ def quasi_gaussian_expectation(
     # polynomials in the separation d, kept as {monomial: coefficient}, truncated to
     # monomials <= alpha (the only ones that can contribute to the d^alpha coefficient)
     half_inverse = [[{zero: inverse_symbols[i, j] / 2} for j in range(n)] for i in range(n)]
-    increment = [[{} for _ in range(n)] for _ in range(n)]  # s(x + d) - s(x)
+    increment: list[list[dict]] = [[{} for _ in range(n)] for _ in range(n)]  # s(x + d) - s(x)
     for beta in _monomials_below(alpha):
         if 1 <= sum(beta) <= sum(alpha) - 2:
             weight = sp.Rational(1, prod(factorial(b) for b in beta))

@@ -33,7 +33,7 @@ _CLIPPED_VARIANCE_TOLERANCE = 1e-4
 
 
 def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
-    ndim = 1 if np.ndim(shape) == 0 else len(shape)  # type: ignore[arg-type]
+    ndim = 1 if np.ndim(shape) == 0 else np.shape(shape)[0]
     if not 1 <= ndim <= 3:
         raise ValueError(f"shape: expected 1 to 3 grid dimensions, got {shape}")
     shape = per_axis(shape, ndim, "shape", "int")
@@ -151,12 +151,13 @@ def gaussian_correlation(
     """
     tensor = _aspect_from_arguments(length_scale, aspect, diffusion)
     if tensor is None:
-        inverse_aspect = 1.0 / float(np.atleast_1d(length_scale)[0]) ** 2
+        scale = float(np.atleast_1d(real_array(length_scale, "length_scale"))[0])
+        inverse_aspect = 1.0 / scale**2
 
-        def rho(d: np.ndarray) -> np.ndarray:
+        def isotropic_rho(d: np.ndarray) -> np.ndarray:
             return np.exp(-0.5 * inverse_aspect * np.sum(d * d, axis=0))
 
-        return rho
+        return isotropic_rho
 
     inverse = np.linalg.inv(tensor)
 

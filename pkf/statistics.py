@@ -604,7 +604,7 @@ def moment_keys(fields: Sequence[str], ndim: int) -> tuple[MomentKey, ...]:
     return tuple(keys)
 
 
-def _shift(field: np.ndarray, offset: Sequence[int]) -> np.ndarray:
+def _shift(field: np.ndarray, offset: Sequence[int] | np.ndarray) -> np.ndarray:
     """``field(p + offset)`` on the periodic grid formed by the last ``len(offset)`` axes."""
     ndim = len(offset)
     return np.roll(field, tuple(-int(o) for o in offset), axis=tuple(range(-ndim, 0)))

@@ -1,4 +1,4 @@
-"""Machine-checked contracts: lint, format, import layering (issue 12, item 7).
+"""Machine-checked contracts: lint, format, import layering, types (issue 12, item 7).
 
 Each check runs the tool the way a developer would from the repository root; a failure shows
 the tool's own report.
@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("generator", "pkf", "closures", "cases")
@@ -37,3 +39,10 @@ def test_import_layering_contracts_hold():
     result = run(command)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+@pytest.mark.slow
+def test_public_packages_type_check():
+    # mypy on generator, pkf, closures and cases with the [tool.mypy] settings of pyproject.toml
+    result = run(sys.executable, "-m", "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
