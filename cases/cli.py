@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from generator.conventions import package_version
+from generator.integrate import enable_compilation_cache
 
 from . import CASES, load_case
 
@@ -435,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     ... | head``): like any Unix tool, nothing more is written and no message is printed.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO logs quiet
+    enable_compilation_cache()  # compiled loops are reused by the next pkfnet run
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

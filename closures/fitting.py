@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from generator.stencils import apply_stencils, derivative_kernel
+from generator.stencils import apply_stencils, derivative_stencil
 from generator.validation import finite_float, per_axis
 
 if TYPE_CHECKING:
@@ -390,8 +390,8 @@ def _periodic_derivative(
     array: np.ndarray, orders: tuple[int, ...], spacings: tuple[float, ...], accuracy: int
 ) -> np.ndarray:
     """Centred periodic finite difference over the last len(orders) axes (the models' stencil)."""
-    kernel = derivative_kernel(orders, spacings, accuracy)
-    return apply_stencils(array, [kernel], np.roll, array.ndim - len(orders))[0]
+    stencil = derivative_stencil(orders, spacings, accuracy)
+    return apply_stencils(array, [stencil], np.roll, array.ndim - len(orders))[0]
 
 
 def _flatten(features: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from closures.dictionary import monomial_exponents
 from generator import TrainableScalar
 from generator.layers import periodic_derivatives
 from generator.protocols import ClosableModel, DType
-from generator.stencils import derivative_kernel
+from generator.stencils import derivative_stencil
 
 __all__ = [
     "DictionaryFeatures",
@@ -124,7 +124,7 @@ class DictionaryFeatures(keras.layers.Layer):
         self.spacings = tuple(float(s) for s in spacings)
         self.accuracy = int(accuracy)
         self._kernels = [
-            derivative_kernel(orders, self.spacings, self.accuracy) if any(orders) else None
+            derivative_stencil(orders, self.spacings, self.accuracy) if any(orders) else None
             for _, orders in self.factors
         ]
 

@@ -19,6 +19,7 @@ from .analysis import PDESystem as PDESystem
 from .builder import NNModelBuilder as NNModelBuilder
 from .integrate import NonFiniteStateError as NonFiniteStateError
 from .integrate import TimeGrid as TimeGrid
+from .integrate import enable_compilation_cache as enable_compilation_cache
 from .integrate import time_grid as time_grid
 from .protocols import ClosableModel as ClosableModel
 from .protocols import DType as DType
@@ -49,6 +50,7 @@ __all__ = [
     "load_model",
     "NonFiniteStateError",
     "TimeGrid",
+    "enable_compilation_cache",
     "time_grid",
     "stencil_weights",
     "derivative_kernel",

@@ -10,14 +10,16 @@ with what was computed before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .validation import real_array
+from .validation import positive_int, real_array
 
 __all__ = [
     "LoopResult",
@@ -26,6 +28,12 @@ __all__ = [
     "StepFunction",
     "TimeGrid",
     "compile_loop",
+    "DEFAULT_CACHE_BUDGET",
+    "chunk_sizes",
+    "cpu_cores",
+    "enable_compilation_cache",
+    "largest_chunk",
+    "run_chunks",
     "run_loop",
     "time_grid",
 ]
@@ -178,7 +186,10 @@ class SaveHook(Protocol):
 
 
 def compile_loop(
-    step: StepFunction, save: SaveHook, jit_compile: bool = True
+    step: StepFunction,
+    save: SaveHook,
+    jit_compile: bool = True,
+    finite: Callable[[tuple, tuple], Any] | None = None,
 ) -> Callable[..., tuple]:
     """Compile the integration loop of ``step`` with the save hook ``save``.
 
@@ -189,13 +200,20 @@ def compile_loop(
     number of saved entries computed and ``finite`` False if the loop stopped because the state
     became non-finite (the last written entry is then the first non-finite one).
 
+    ``finite(state, saved_values)`` decides whether the state is still finite at a saved time
+    (a scalar boolean tensor); by default every value of the state is checked. A hook whose
+    outputs are non-finite whenever the state is (an ensemble mean, say) can pass a cheaper
+    check on its outputs.
+
     Every call shape (batch size, number of saved times) compiles once and is cached by
     TensorFlow; any sequence of calls is valid.
     """
     import tensorflow as tf
 
-    def all_finite(state: tuple):
+    def all_finite(state: tuple, _values: tuple):
         return tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in state])
+
+    check = finite or all_finite
 
     def loop(state, arguments, t0, dt, segment_steps):
         count = tf.shape(segment_steps)[0]
@@ -212,7 +230,7 @@ def compile_loop(
             j, state = tf.while_loop(lambda j, _: j < stop, body, (j, state))
             values = save(state, *arguments)
             arrays = tuple(a.write(i, v) for a, v in zip(arrays, values, strict=True))
-            return i + 1, j, state, arrays, all_finite(state)
+            return i + 1, j, state, arrays, check(state, values)
 
         written, _, _, arrays, finite = tf.while_loop(
             lambda i, _j, _s, _a, finite: (i < count) & finite,
@@ -265,3 +283,105 @@ def run_loop(
     )
     count = int(written)
     return LoopResult(tuple(s.numpy()[:count] for s in saved), bool(finite))
+
+
+#: Working set per chunk on a CPU: beyond it a batched RK loop is memory-bound (measured on 2
+#: cores: 100×100 diffusion runs 2.3x faster in chunks of 4 than of 64 members, while 400
+#: Burgers members on 241 points, 18 MB, are fastest in one chunk).
+DEFAULT_CACHE_BUDGET = 20 << 20
+#: Working copies of one member's state held by a compiled RK4 step with its derivatives and
+#: the saved outputs' temporaries (an upper estimate, to size chunks from a budget).
+WORKING_COPIES = 24
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def chunk_sizes(members: int, max_chunk: int) -> tuple[int, ...]:
+    """Split ``members`` into the fewest near-equal chunks of at most ``max_chunk`` members.
+
+    Examples
+    --------
+    >>> chunk_sizes(10, 4)
+    (4, 3, 3)
+    """
+    members = positive_int(members, "members")
+    max_chunk = positive_int(max_chunk, "max_chunk")
+    count = -(-members // max_chunk)
+    base, extra = divmod(members, count)
+    return tuple(base + 1 if k < extra else base for k in range(count))
+
+
+def largest_chunk(member_bytes: int, memory_budget: int, cache_budget: int | None) -> int:
+    """Members per chunk: what fits the memory budget and, on a CPU, the cache budget — but at
+    least one per core, so that XLA's loops (split over the member axis) keep every core busy.
+
+    A chunk of one large 2D member runs on one core; two members of 241² run 1.8x faster per
+    member than one, and more than fit the cache run slower again (measured, 2 cores).
+    """
+    import tensorflow as tf
+
+    member_bytes = max(member_bytes, 1)
+    memory_limit = max(1, memory_budget // member_bytes)  # a hard limit
+    if cache_budget is None or tf.config.list_physical_devices("GPU"):
+        return memory_limit
+    return min(memory_limit, max(cpu_cores(), cache_budget // member_bytes))
+
+
+def run_chunks(
+    loop: Callable[..., tuple],
+    chunks: Iterable[tuple[Sequence[Any], Sequence[Any]]],
+    grid: TimeGrid,
+    dtype: str,
+) -> Iterator[LoopResult]:
+    """Run chunks of members through one compiled loop, in order, one after the other.
+
+    ``chunks`` yields ``(state, arguments)`` for :func:`run_loop`; a generator, so that a
+    large ensemble is never held in memory as a whole.
+    """
+    for state, arguments in chunks:
+        yield run_loop(loop, state, grid, dtype, arguments)
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path | None:
+    """Keep XLA's compiled loops on disk, so that a later process skips their compilation.
+
+    Sets TensorFlow's persistent XLA cache (``TF_XLA_FLAGS=--tf_xla_persistent_cache_directory``)
+    unless one is already set. It takes effect only if nothing has been compiled with XLA yet
+    in this process (call it before the first forecast); the ``pkfnet`` command does. Measured:
+    a 2D PKF model's first forecast 1.7 s → 0.4 s, a 2D diffusion 0.41 s → 0.21 s (the rest is
+    tracing, done per process). The cache is safe to delete; entries are keyed by the compiled
+    program, so a changed model never reuses a stale one.
+
+    Parameters
+    ----------
+    directory : path-like, optional
+        Default ``$PKFNET_CACHE_DIR/xla``, else ``$XDG_CACHE_HOME/pkfnet/xla``, else
+        ``~/.cache/pkfnet/xla``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The cache directory in use, or None when TensorFlow was already given another one.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" in flags:
+        return None
+    if directory is None:
+        root = os.environ.get("PKFNET_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+            "pkfnet",
+        )
+        directory = os.path.join(root, "xla")
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # read-only home, say: compile every time, as without a cache
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={path}".strip()
+    return path

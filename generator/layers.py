@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .stencils import apply_stencils, derivative_kernel
+from .stencils import Stencil, apply_stencils, derivative_stencil
 
 if TYPE_CHECKING:
     from .model import GeneratedModel
@@ -23,17 +23,18 @@ if TYPE_CHECKING:
 __all__ = ["periodic_derivatives", "PeriodicDerivatives", "TrendLayer"]
 
 
-def _kernels(orders_list, spacings, accuracy) -> list[np.ndarray]:
-    return [derivative_kernel(tuple(o), tuple(spacings), accuracy) for o in orders_list]
+def _kernels(orders_list, spacings, accuracy) -> list[Stencil]:
+    return [derivative_stencil(tuple(o), tuple(spacings), accuracy) for o in orders_list]
 
 
-def periodic_derivatives(x, kernels: Sequence[np.ndarray]) -> list:
+def periodic_derivatives(x, stencils: Sequence[Stencil]) -> list:
     """All derivatives of one field ``x`` (batch, n_0, ..., n_{d-1}) on the periodic grid.
 
-    ``kernels`` are centred stencils divided by the spacings; one tensor shaped like ``x`` is
-    returned per kernel (see :func:`generator.stencils.apply_stencils`, shared with numpy).
+    ``stencils`` are separable centred stencils divided by the spacings
+    (:func:`generator.stencils.derivative_stencil`); one tensor shaped like ``x`` is returned
+    per stencil (see :func:`generator.stencils.apply_stencils`, shared with numpy).
     """
-    return apply_stencils(x, kernels, lambda a, shift, axis: ops.roll(a, shift, axis), 1)
+    return apply_stencils(x, stencils, lambda a, shift, axis: ops.roll(a, shift, axis), 1)
 
 
 @keras.saving.register_keras_serializable(package="pkfnet")

@@ -29,7 +29,16 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from .conventions import MEMBER_DIM
-from .integrate import NonFiniteStateError, compile_loop, run_loop, time_grid
+from .integrate import (
+    DEFAULT_CACHE_BUDGET,
+    WORKING_COPIES,
+    NonFiniteStateError,
+    chunk_sizes,
+    compile_loop,
+    largest_chunk,
+    run_chunks,
+    time_grid,
+)
 from .layers import PeriodicDerivatives, TrendLayer
 from .protocols import DType
 from .results import model_dataset, to_model_order
@@ -38,6 +47,8 @@ from .validation import finite_float, per_axis, positive_int, real_array
 
 __all__ = ["GeneratedModel", "NonFiniteStateError", "load_model"]
 
+#: Bytes a forecast's compiled loop may use at once (larger batches run in chunks).
+DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Layer names inside the trend model; user names never start with ``pkfnet_``.
 TREND_LAYER = "pkfnet_trend"
 
@@ -534,14 +545,31 @@ class GeneratedModel:
             self._loops["states"] = compile_loop(
                 self.step_tensors, lambda state: tuple(state), self.jit_compile
             )
-        result = run_loop(self._loops["states"], tensors, grid, self.dtype)
+        # A large batch runs in cache-sized chunks of members (one compiled loop, in order):
+        # one big batch is memory-bound (see generator.integrate.largest_chunk).
+        members = int(tensors[0].shape[0])
+        itemsize = np.dtype(self.dtype).itemsize
+        member_bytes = itemsize * int(np.prod(self.shape)) * len(self.prognostic_functions)
+        member_bytes *= WORKING_COPIES + len(grid.saved_steps)
+        sizes = chunk_sizes(
+            members, largest_chunk(member_bytes, DEFAULT_MEMORY_BUDGET, DEFAULT_CACHE_BUDGET)
+        )
+        bounds = np.cumsum([0, *sizes])
+        chunks = (
+            (tuple(t[start:stop] for t in tensors), ())
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        )
+        results = list(run_chunks(self._loops["states"], chunks, grid, self.dtype))
+        written = min(len(r.saved[0]) for r in results)
+        finite = all(r.finite for r in results) and all(len(r.saved[0]) == written for r in results)
         arrays = {
-            n: a if batched else a[:, 0]
-            for n, a in zip(self.prognostic_functions, result.saved, strict=True)
+            n: np.concatenate([r.saved[k][:written] for r in results], axis=1)
+            for k, n in enumerate(self.prognostic_functions)
         }
-        written = len(next(iter(arrays.values())))
+        if not batched:
+            arrays = {n: a[:, 0] for n, a in arrays.items()}
         dataset = self._forecast_dataset(arrays, grid.saved_times[:written], grid.dt, batched)
-        if not result.finite:
+        if not finite:
             self._raise_non_finite(dataset, grid.saved_times[:written])
         return dataset
 

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import sympy
 
-__all__ = ["apply_stencils", "derivative_kernel", "stencil_half_width", "stencil_weights"]
+__all__ = [
+    "Stencil",
+    "apply_stencils",
+    "derivative_kernel",
+    "derivative_stencil",
+    "stencil_half_width",
+    "stencil_weights",
+]
 
 
 def stencil_half_width(order: int, accuracy: int) -> int:
@@ -97,57 +104,93 @@ def _check_order_accuracy(order: int, accuracy: int) -> None:
         raise ValueError(f"accuracy must be an even integer >= 2, got {accuracy!r}")
 
 
+Stencil = tuple[np.ndarray, ...]
+"""A separable stencil: one centred 1D weight array per grid axis (``[1.0]``: no derivative
+along that axis), already divided by the spacings. :func:`derivative_stencil` builds them."""
+
+
+def derivative_stencil(
+    orders: tuple[int, ...], spacings: tuple[float, ...], accuracy: int = 2
+) -> Stencil:
+    """The mixed derivative ∂^orders as separable 1D factors (the tensor factors of
+    :func:`derivative_kernel`).
+
+    Examples
+    --------
+    >>> [w.tolist() for w in derivative_stencil((1, 0), (0.5, 1.0))]
+    [[-1.0, 0.0, 1.0], [1.0]]
+    """
+    if len(orders) != len(spacings):
+        raise ValueError(
+            f"derivative orders {orders} and spacings {spacings} must have the same length"
+        )
+    return tuple(
+        stencil_weights(order, accuracy)[1] / dx**order
+        for order, dx in zip(orders, spacings, strict=True)
+    )
+
+
 def apply_stencils(
     field: Any,
-    kernels: Sequence[np.ndarray],
+    stencils: Sequence[Stencil],
     roll: Callable[..., Any],
     first_axis: int,
 ) -> list:
-    """All centred stencils of one periodic field, as weighted sums of shifted copies.
+    """All centred stencils of one periodic field, axis by axis, sharing every shifted copy.
 
     The one stencil application of pkfnet: the generated Keras layers call it with
     ``keras.ops.roll`` on ``(batch, *grid)`` tensors, the numpy closure fits with
     ``numpy.roll`` on ``(..., *grid)`` arrays, so both evaluate exactly the same sums.
 
+    A stencil is applied one axis after the other (it is a tensor product), and the partial
+    result after the first ``k`` axes is computed once for every stencil that starts with the
+    same ``k`` factors: ``∂x u`` and ``∂x ∂y u`` share ``∂x u``, whose two ``y``-shifted copies
+    then give ``∂x ∂y u``. Every shifted copy of every partial result is made once. A
+    one-axis stencil is the weighted sum of shifted copies in offset order, the same sum as the
+    full kernel of :func:`derivative_kernel`.
+
     Parameters
     ----------
     field : array or tensor whose grid axes are ``first_axis, ..., first_axis + d - 1``.
-    kernels : stencils from :func:`derivative_kernel`, each ``(2 r_0 + 1, ..., 2 r_{d-1} + 1)``,
-        already divided by the grid spacings.
+    stencils : from :func:`derivative_stencil`, one per derivative wanted.
     roll : ``roll(array, shift, axis)`` of the backend (``numpy.roll``, ``keras.ops.roll``).
     first_axis : index of the first grid axis.
 
     Returns
     -------
-    list, one array/tensor shaped like ``field`` per kernel (zeros for an all-zero kernel).
-
-    Each shifted copy is made once and shared by every kernel that uses it; a diagonal shift is
-    composed from one-axis rolls of an already shifted copy.
+    list, one array/tensor shaped like ``field`` per stencil (zeros for an all-zero stencil).
 
     Examples
     --------
     >>> f = np.array([0.0, 1.0, 4.0, 9.0])
-    >>> apply_stencils(f, [derivative_kernel((2,), (1.0,))], np.roll, 0)[0]
+    >>> apply_stencils(f, [derivative_stencil((2,), (1.0,))], np.roll, 0)[0]
     array([ 10.,   2.,   2., -14.])
     """
-    ndim = len(kernels[0].shape) if kernels else 0
-    shifted: dict[tuple[int, ...], Any] = {(0,) * ndim: field}
+    partials: dict[tuple[bytes, ...], Any] = {(): field}
+    shifted: dict[tuple[tuple[bytes, ...], int, int], Any] = {}
 
-    def view(offset: tuple[int, ...]) -> Any:
-        if offset not in shifted:
-            axis = max(a for a in range(ndim) if offset[a])
-            previous = offset[:axis] + (0,) * (ndim - axis)
-            shifted[offset] = roll(view(previous), -offset[axis], first_axis + axis)
-        return shifted[offset]
+    def shift(key: tuple[bytes, ...], axis: int, offset: int) -> Any:
+        if (key, axis, offset) not in shifted:
+            base = partials[key]
+            shifted[(key, axis, offset)] = base if offset == 0 else roll(base, -offset, axis)
+        return shifted[(key, axis, offset)]
 
-    outputs = []
-    for kernel in kernels:
-        half = [n // 2 for n in kernel.shape]
-        total = None
-        for position in zip(*np.nonzero(kernel), strict=True):
-            weight = float(kernel[position])
-            offset = tuple(int(p) - h for p, h in zip(position, half, strict=True))
-            term = weight * view(offset)
-            total = term if total is None else total + term
-        outputs.append(total if total is not None else 0.0 * field)
-    return outputs
+    def partial(stencil: Stencil, count: int) -> Any:
+        key = tuple(np.asarray(w, dtype=np.float64).tobytes() for w in stencil[:count])
+        if key not in partials:
+            base = partial(stencil, count - 1)
+            weights = np.asarray(stencil[count - 1], dtype=np.float64)
+            if weights.size == 1 and weights[0] == 1.0:
+                partials[key] = base  # no derivative along this axis
+                return base
+            half = weights.size // 2
+            total = None
+            for position in np.nonzero(weights)[0]:
+                term = float(weights[position]) * shift(
+                    key[:-1], first_axis + count - 1, int(position) - half
+                )
+                total = term if total is None else total + term
+            partials[key] = total if total is not None else 0.0 * field
+        return partials[key]
+
+    return [partial(tuple(stencil), len(stencil)) for stencil in stencils]

@@ -17,6 +17,7 @@ import os
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from importlib import metadata
 from itertools import combinations
 from pathlib import Path
@@ -32,7 +33,7 @@ from generator.protocols import FingerprintedModel, SteppableModel
 from generator.results import model_attributes
 from generator.validation import positive_int
 
-from .ensemble import DEFAULT_MEMORY_BUDGET, EnsembleForecast
+from .ensemble import DEFAULT_MEMORY_BUDGET, EnsembleForecast, Statistic
 from .netcdf import (
     CHECKSUM_VARIABLE,
     RECORD_DIMENSION,
@@ -58,6 +59,9 @@ Background = Callable[[np.random.Generator, FingerprintedModel], Mapping[str, np
 """``background(rng, model) -> {field: grid array}``: the random background of one ensemble."""
 
 NEXT_SUFFIX = "_next"
+#: The statistics a training set keeps (the PKF fields in diffusion form): only these are
+#: computed from each ensemble's moments.
+TRAINING_STATISTICS: tuple[Statistic, ...] = ("mean", "variance", "diffusion", "cross")
 RECORD_DIM = "sample"
 #: Global attribute listing the attributes that make up a training set's build fingerprint.
 FINGERPRINT_KEYS = "fingerprint_keys"
@@ -517,27 +521,58 @@ def build_dataset(
     grid_dims = cf_grid_order(model.coordinates)
     with OutputLock(path) as lock:
         writer = _resume(path, lock, settings, pairs, ensembles) if path.exists() else None
+        # One helper thread draws ensemble e + 1 and appends ensemble e - 1 (checksums, fsync)
+        # while ensemble e is integrated; blocks stay in order and at most one is pending, so
+        # an interruption loses at most the ensemble being computed and never leaves a block
+        # half counted.
+        pending: Future | None = None
         try:
             done = writer.n_records // pairs if writer is not None else 0
-            with tqdm(
-                total=ensembles,
-                initial=done,
-                desc=f"dataset {path.name}",
-                unit="ensemble",
-                disable=not progress,
-            ) as bar:
-                for ensemble in range(done, ensembles):
+            with (
+                tqdm(
+                    total=ensembles,
+                    initial=done,
+                    desc=f"dataset {path.name}",
+                    unit="ensemble",
+                    disable=not progress,
+                ) as bar,
+                ThreadPoolExecutor(1, thread_name_prefix="pkfnet-dataset") as executor,
+            ):
+
+                def draw(ensemble: int) -> dict[str, np.ndarray]:
                     rng = np.random.default_rng(ensemble_seed(seed, ensemble))
-                    initial = _initial_members(
+                    return _initial_members(
                         model, rng, background, members, variances, correlations
                     )
-                    statistics = forecast.run(times, initial, saved_times=saved).to_dataset()
+
+                # The next ensemble's members are drawn by the helper thread while this one
+                # is integrated (each ensemble's draw depends only on its own seed).
+                upcoming = executor.submit(draw, done) if done < ensembles else None
+                for ensemble in range(done, ensembles):
+                    assert upcoming is not None
+                    initial = upcoming.result()
+                    upcoming = (
+                        executor.submit(draw, ensemble + 1) if ensemble + 1 < ensembles else None
+                    )
+                    result = forecast.run(times, initial, saved_times=saved)
+                    statistics = result.to_dataset(statistics=TRAINING_STATISTICS)
                     if writer is None:
                         writer = _create(path, lock, model, statistics, names, settings, pairs)
                     data = _samples(statistics, names, grid_dims, ensemble, first, stop)
-                    writer.append_records(np.arange(pairs) + ensemble * pairs, data)
+                    if pending is not None:
+                        pending.result()  # the previous block is on disk (or its error raises)
+                        bar.update(1)
+                    records = np.arange(pairs) + ensemble * pairs
+                    pending = executor.submit(writer.append_records, records, data)
+                if pending is not None:
+                    pending.result()
                     bar.update(1)
+                    pending = None
         finally:
+            if pending is not None:
+                # Interrupted while a block was being written: let it finish (it is counted
+                # only once complete), then close.
+                wait([pending])
             if writer is not None:
                 writer.close()
     return path

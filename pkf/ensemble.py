@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 import xarray as xr
@@ -18,6 +19,12 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from generator.conventions import MEMBER_DIM
+from generator.integrate import (
+    DEFAULT_CACHE_BUDGET,
+    WORKING_COPIES,
+    chunk_sizes,
+    largest_chunk,
+)
 from generator.protocols import SteppableModel
 from generator.results import model_dataset, to_model_order
 from generator.validation import positive_int, real_array
@@ -32,7 +39,19 @@ from .statistics import (
     variance_estimator,
 )
 
-__all__ = ["EnsembleForecast", "EnsembleResult", "chunk_sizes"]
+__all__ = ["STATISTICS", "EnsembleForecast", "EnsembleResult", "Statistic"]
+
+Statistic = Literal["mean", "variance", "metric", "aspect", "diffusion", "length_scale", "cross"]
+#: The statistic groups :meth:`EnsembleResult.to_dataset` can compute.
+STATISTICS: tuple[Statistic, ...] = (
+    "mean",
+    "variance",
+    "metric",
+    "aspect",
+    "diffusion",
+    "length_scale",
+    "cross",
+)
 
 InitialMembers = Mapping[str, ArrayLike] | Callable[[int, int], Mapping[str, ArrayLike]]
 """Either every member at once, ``{field: (members, *grid)}``, or a callable
@@ -40,28 +59,6 @@ InitialMembers = Mapping[str, ArrayLike] | Callable[[int, int], Mapping[str, Arr
 a large ensemble is never held in memory as a whole)."""
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
-#: Working-set size per chunk on a CPU: beyond it a batched RK loop is memory-bound (measured
-#: on 2 cores: 100×100 diffusion runs 2.3x faster in chunks of 4 than of 64 members, while
-#: 400 Burgers members on 241 points, 18 MB, are fastest in one chunk).
-DEFAULT_CACHE_BUDGET = 20 << 20
-#: Working copies of one member's state held by a compiled RK4 step with its derivatives and
-#: the statistics temporaries (an upper estimate, used to size chunks from a memory budget).
-_WORKING_COPIES = 24
-
-
-def chunk_sizes(members: int, max_chunk: int) -> tuple[int, ...]:
-    """Split ``members`` into the fewest near-equal chunks of at most ``max_chunk`` members.
-
-    Examples
-    --------
-    >>> chunk_sizes(10, 4)
-    (4, 3, 3)
-    """
-    if members < 1 or max_chunk < 1:
-        raise ValueError(f"members and max_chunk must be positive, got {members}, {max_chunk}")
-    count = -(-members // max_chunk)
-    base, extra = divmod(members, count)
-    return tuple(base + 1 if k < extra else base for k in range(count))
 
 
 @dataclass
@@ -105,8 +102,14 @@ class EnsembleResult:
         pooled.merge(self.accumulator).merge(other.accumulator)
         return EnsembleResult(self.model, self.times, pooled)
 
-    def to_dataset(self, ddof: int = 0) -> xr.Dataset:
+    def to_dataset(
+        self, ddof: int = 0, statistics: Sequence[Statistic] | None = None
+    ) -> xr.Dataset:
         """The ensemble statistics as a CF-labelled ``xarray.Dataset``.
+
+        ``statistics`` selects what to compute (default all of :data:`STATISTICS`: ``"mean"``,
+        ``"variance"``, ``"metric"``, ``"aspect"``, ``"diffusion"``, ``"length_scale"``,
+        ``"cross"``), e.g. ``("mean", "variance", "diffusion")`` for a training set.
 
         Variables (named like the PKF fields of :class:`pkf.SymbolicPKF`, so that a PKF
         forecast and an ensemble compare name by name), each ``(time, *grid)`` in CF order:
@@ -122,37 +125,59 @@ class EnsembleResult:
           (in field order);
         * ``u_members`` — the members ``(time, member, *grid)``, when they were saved.
         """
+        wanted = set(STATISTICS if statistics is None else statistics)
+        unknown = sorted(wanted - set(STATISTICS))
+        if unknown:
+            raise ValueError(f"statistics: unknown {unknown}; expected some of {STATISTICS}")
         model, accumulator = self.model, self.accumulator
         coordinates = tuple(model.coordinates)
         ndim = len(coordinates)
         fields: dict[str, np.ndarray] = {}
         attrs: dict[str, dict[str, str]] = {}
+        pairs = [(i, j) for i in range(ndim) for j in range(i, ndim)]
 
         def put(name: str, values: np.ndarray, long_name: str) -> None:
             fields[name] = values
             attrs[name] = {"long_name": long_name, "units": "1"}
 
+        tensors = {"metric": "g", "aspect": "s", "diffusion": "nu"}
         for f in self.fields:
-            put(f, accumulator.mean(f), f"ensemble mean of {f}")
-            put(f"V_{f}", accumulator.variance(f, ddof=ddof), f"error variance of {f}")
+            if "mean" in wanted:
+                put(f, accumulator.mean(f), f"ensemble mean of {f}")
+            if "variance" in wanted:
+                put(f"V_{f}", accumulator.variance(f, ddof=ddof), f"error variance of {f}")
+            if not wanted & {*tensors, "length_scale"}:
+                continue
             metric = accumulator.metric(f)
-            aspect = aspect_from_metric(metric)
-            for i in range(ndim):
-                for j in range(i, ndim):
-                    pair = coordinates[i] + coordinates[j]
-                    put(f"g_{f}_{pair}", metric[i, j], f"metric tensor g_{pair} of {f}")
-                    put(f"s_{f}_{pair}", aspect[i, j], f"aspect tensor s_{pair} of {f}")
-                    put(f"nu_{f}_{pair}", aspect[i, j] / 2, f"diffusion tensor nu_{pair} of {f}")
-            lengths = length_scale_from_metric(metric)
-            for i, c in enumerate(coordinates):
-                put(f"L_{f}_{c}", lengths[i], f"correlation length-scale of {f} along {c}")
-        for a, b in combinations(self.fields, 2):
-            put(
-                f"V_{a}{b}",
-                accumulator.cross_covariance(a, b, ddof=ddof),
-                f"error cross-covariance of {a} and {b}",
-            )
-            put(f"rho_{a}{b}", accumulator.cross_correlation(a, b), f"cross-correlation {a} {b}")
+            tensor_values = {"metric": metric}
+            if wanted & {"aspect", "diffusion"}:
+                tensor_values["aspect"] = aspect_from_metric(metric)
+                tensor_values["diffusion"] = tensor_values["aspect"] / 2
+            for group, prefix in tensors.items():
+                if group in wanted:
+                    for i, j in pairs:
+                        pair = coordinates[i] + coordinates[j]
+                        put(
+                            f"{prefix}_{f}_{pair}",
+                            tensor_values[group][i, j],
+                            f"{group} tensor {prefix}_{pair} of {f}",
+                        )
+            if "length_scale" in wanted:
+                lengths = length_scale_from_metric(metric)
+                for i, c in enumerate(coordinates):
+                    put(f"L_{f}_{c}", lengths[i], f"correlation length-scale of {f} along {c}")
+        if "cross" in wanted:
+            for a, b in combinations(self.fields, 2):
+                put(
+                    f"V_{a}{b}",
+                    accumulator.cross_covariance(a, b, ddof=ddof),
+                    f"error cross-covariance of {a} and {b}",
+                )
+                put(
+                    f"rho_{a}{b}",
+                    accumulator.cross_correlation(a, b),
+                    f"cross-correlation {a} {b}",
+                )
         dataset = model_dataset(
             model,
             fields,
@@ -251,7 +276,7 @@ class EnsembleForecast:
         self.save_members = bool(save_members)
         self.progress = bool(progress)
         self._chunks = chunks
-        self._compiled: Callable | None = None
+        self._compiled: dict[bool, Callable] = {}
 
     def __repr__(self) -> str:
         return (
@@ -264,16 +289,15 @@ class EnsembleForecast:
         """Estimated bytes one member needs in the compiled loop with ``n_saved`` saved times."""
         itemsize = np.dtype(self.model.dtype).itemsize
         state = itemsize * int(np.prod(self.shape)) * len(self.fields)
-        return state * (_WORKING_COPIES + (n_saved if self.save_members else 0))
+        return state * (WORKING_COPIES + (n_saved if self.save_members else 0))
 
     def chunk_sizes(self, n_saved: int = 1) -> tuple[int, ...]:
         """Chunk sizes used for a run with ``n_saved`` saved times."""
         chunks = self._chunks
         if chunks is None:
-            budget = self.memory_budget
-            if self.cache_budget is not None and not _gpu_visible():
-                budget = min(budget, int(self.cache_budget))
-            largest = max(1, budget // self.member_bytes(n_saved))
+            largest = largest_chunk(
+                self.member_bytes(n_saved), self.memory_budget, self.cache_budget
+            )
             return chunk_sizes(self.members, largest)
         if np.isscalar(chunks) or not isinstance(chunks, Iterable):
             return chunk_sizes(self.members, positive_int(chunks, "chunks"))
@@ -285,11 +309,15 @@ class EnsembleForecast:
         return sizes
 
     # -- compiled loop ------------------------------------------------------------------
-    def _loop(self) -> Callable:
+    def _loop(self, padded: bool) -> Callable:
         """The model's compiled loop (:func:`generator.integrate.compile_loop`) with the
-        ensemble's save hook: chunk moments, per-member finiteness and, if asked, the members."""
-        if self._compiled is not None:
-            return self._compiled
+        ensemble's save hook: chunk moments, per-member finiteness and, if asked, the members.
+
+        ``padded`` chunks carry zero-weight copies of their first member (so that every chunk
+        of a run has one size and the loop compiles once); unpadded chunks skip the weights.
+        """
+        if padded in self._compiled:
+            return self._compiled[padded]
         import tensorflow as tf
 
         from generator.integrate import compile_loop
@@ -298,6 +326,13 @@ class EnsembleForecast:
         grid_axes = tuple(range(1, ndim + 1))
         index = {name: k for k, name in enumerate(fields)}
         save_members = self.save_members
+        count_fields = len(fields)
+
+        def member_flags(state):
+            return tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(s), axis=grid_axes) for s in state]),
+                axis=0,
+            )
 
         def save(state, weights):
             # Moments about the chunk's first member (a real member: padding goes last), so
@@ -306,22 +341,37 @@ class EnsembleForecast:
             w = tf.reshape(weights, (-1,) + (1,) * ndim)
             shifts = tuple(s[0] for s in state)
             relative = tuple(s - c for s, c in zip(state, shifts, strict=True))
-            means = tuple(tf.reduce_sum(w * r, axis=0) / count for r in relative)
-            errors = tuple(w * (r - m) for r, m in zip(relative, means, strict=True))
+            if padded:
+                means = tuple(tf.reduce_sum(w * r, axis=0) / count for r in relative)
+                errors = tuple(w * (r - m) for r, m in zip(relative, means, strict=True))
+            else:
+                means = tuple(tf.reduce_mean(r, axis=0) for r in relative)
+                errors = tuple(r - m for r, m in zip(relative, means, strict=True))
             sums = []
             for a, b, lag in keys:
                 other = errors[index[b]]
                 if any(lag):
                     other = tf.roll(other, shift=[-v for v in lag], axis=grid_axes)
                 sums.append(tf.reduce_sum(errors[index[a]] * other, axis=0))
-            finite = tf.reduce_all(
-                tf.stack([tf.reduce_all(tf.math.is_finite(s), axis=grid_axes) for s in state]),
-                axis=0,
+            # Any non-finite member makes the chunk mean non-finite, so the members are
+            # examined one by one only then.
+            finite = tf.cond(
+                means_finite(means),
+                lambda: tf.ones_like(weights, dtype=tf.bool),
+                lambda: member_flags(state),
             )
             return (*shifts, *means, *sums, finite, *(state if save_members else ()))
 
-        self._compiled = compile_loop(self.model.step_tensors, save, self.model.jit_compile)
-        return self._compiled
+        def means_finite(means):
+            return tf.reduce_all([tf.reduce_all(tf.math.is_finite(m)) for m in means])
+
+        def still_finite(_state, values):
+            return means_finite(values[count_fields : 2 * count_fields])
+
+        self._compiled[padded] = compile_loop(
+            self.model.step_tensors, save, self.model.jit_compile, finite=still_finite
+        )
+        return self._compiled[padded]
 
     # -- public API ---------------------------------------------------------------------
     def run(
@@ -357,29 +407,32 @@ class EnsembleForecast:
         generator.NonFiniteStateError
             If a member is not finite at a saved time (naming the field, time and members).
         """
-        from generator.integrate import run_loop, time_grid
+        from generator.integrate import run_chunks, time_grid
 
         grid = time_grid(times, saved_times)
         sizes = self.chunk_sizes(len(grid.saved_steps))
         capacity = max(sizes)
-        loop = self._loop()
+        loop = self._loop(padded=len(set(sizes)) > 1)
         dtype = self.model.dtype
         accumulator = MomentAccumulator(self.model.dx, self.fields)
         saved_members: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
         count = len(self.fields)
-        start = 0
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+
+        def chunks():
+            for start, size in zip(starts, sizes, strict=True):
+                weights = np.zeros(capacity, dtype=dtype)
+                weights[:size] = 1.0
+                yield self._chunk_state(initial, start, start + size, capacity), (weights,)
+
         with tqdm(
             total=self.members,
             desc=f"{type(self.model).__name__} ensemble",
             unit="member",
             disable=not self.progress,
         ) as bar:
-            for size in sizes:
-                stop = start + size
-                state = self._chunk_state(initial, start, stop, capacity)
-                weights = np.zeros(capacity, dtype=dtype)
-                weights[:size] = 1.0
-                result = run_loop(loop, state, grid, dtype, (weights,))
+            results = run_chunks(loop, chunks(), grid, dtype)
+            for start, size, result in zip(starts, sizes, results, strict=True):
                 shifts = result.saved[:count]
                 means = result.saved[count : 2 * count]
                 sums = result.saved[2 * count : 2 * count + len(self.keys)]
@@ -396,10 +449,9 @@ class EnsembleForecast:
                     )
                 )
                 if self.save_members:
-                    chunk_members = result.saved[2 * count + len(self.keys) + 1 :]
-                    for name, array in zip(self.fields, chunk_members, strict=True):
+                    member_arrays = result.saved[2 * count + len(self.keys) + 1 :]
+                    for name, array in zip(self.fields, member_arrays, strict=True):
                         saved_members[name].append(array[:, :size])
-                start = stop
                 bar.update(size)
         members = None
         if self.save_members:
@@ -482,9 +534,3 @@ class EnsembleForecast:
             field=field,
             time=time,
         )
-
-
-def _gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))

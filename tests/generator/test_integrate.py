@@ -137,3 +137,39 @@ def test_saved_time_selects_exactly_by_label(burgers_class):
     assert out["time"].attrs["units"] == "1"
     assert out.attrs["time_scheme"] == "rk4" and out.attrs["dt"] == pytest.approx(0.001)
     assert out["kappa"].item() == 0.01  # the model's constants travel with the results
+
+
+def test_compiled_loops_are_kept_in_the_persistent_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import numpy as np, sympy as sp
+        from generator import NNModelBuilder, enable_compilation_cache
+        print(enable_compilation_cache())
+        t, x = sp.symbols("t x")
+        u = sp.Function("u")(t, x)
+        model = NNModelBuilder(sp.Eq(u.diff(t), u.diff(x, 2)), "CacheHeat").build()(shape=16)
+        out = model.forecast(np.arange(5) * 1e-4, {"u": np.cos(2 * np.pi * np.arange(16) / 16)})
+        np.save("out.npy", out["u"].values)
+        """
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TF_XLA_FLAGS", "PKFNET_CACHE_DIR", "XDG_CACHE_HOME")
+    }
+    env["PKFNET_CACHE_DIR"] = str(tmp_path / "cache")
+    runs = []
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(np.load(tmp_path / "out.npy"))
+    assert str(tmp_path / "cache" / "xla") in result.stdout
+    assert list((tmp_path / "cache" / "xla").glob("*"))  # the compiled loop is on disk
+    np.testing.assert_array_equal(runs[0], runs[1])  # and reusing it changes nothing

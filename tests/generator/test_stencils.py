@@ -5,7 +5,13 @@ import pytest
 import sympy as sp
 
 from generator.layers import periodic_derivatives
-from generator.stencils import derivative_kernel, stencil_half_width, stencil_weights
+from generator.stencils import (
+    apply_stencils,
+    derivative_kernel,
+    derivative_stencil,
+    stencil_half_width,
+    stencil_weights,
+)
 
 X = sp.Symbol("X")
 # A smooth periodic function on [0, 1) that is not a single Fourier mode.
@@ -97,10 +103,29 @@ def test_keras_periodic_derivatives_match_numpy_roll(accuracy):
     orders = [(1, 0), (0, 2), (1, 1), (3, 0), (2, 2)]
     spacings = (0.1, 0.25)
     kernels = [derivative_kernel(o, spacings, accuracy) for o in orders]
-    outputs = periodic_derivatives(field, kernels)
+    outputs = periodic_derivatives(
+        field, [derivative_stencil(o, spacings, accuracy) for o in orders]
+    )
     for kernel, out in zip(kernels, outputs, strict=True):
+        # the separable application equals the full N-d kernel (rounding apart)
         expected = np.stack([apply_kernel(member, kernel) for member in field])
         np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-10)
+
+
+def test_separable_stencils_share_partial_results():
+    calls = []
+
+    def counting_roll(array, shift, axis):
+        calls.append((shift, axis))
+        return np.roll(array, shift, axis)
+
+    field = np.random.default_rng(1).normal(size=(8, 6))
+    stencils = [derivative_stencil(o, (1.0, 1.0), 2) for o in [(1, 0), (2, 0), (0, 1), (1, 1)]]
+    outputs = apply_stencils(field, stencils, counting_roll, 0)
+    # u(x±1) shared by ∂x and ∂x²; u(y±1) for ∂y; (∂x u)(y±1) for ∂x∂y: six copies in all
+    assert len(calls) == 6
+    expected = apply_kernel(field, derivative_kernel((1, 1), (1.0, 1.0), 2))
+    np.testing.assert_allclose(outputs[3], expected, rtol=1e-13, atol=1e-13)
 
 
 def test_bad_order_or_accuracy_is_rejected():
