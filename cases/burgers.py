@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sympy as sp
@@ -62,6 +62,8 @@ PAPER_LEARNED = {"a": 0.93, "b": 0.75, "c": -1.80}
 FIELDS = ("u", "V_u", "nu_u_xx")
 #: Fields compared with the reference ensemble: mean, variance, length-scale L = sqrt(2 ν).
 COMPARED = ("u", "V_u", "L_u_x")
+#: The training set and the reference ensemble can run on a Dask cluster (--workers N).
+SUPPORTS_CLUSTER = True
 #: Initial values of the trainable (a, b, c), away from the theory.
 INITIAL_COEFFICIENTS = {"a": 0.5, "b": 0.5, "c": -1.0}
 
@@ -256,11 +258,13 @@ def training_set(
     ensembles: int | None = None,
     members: int | None = None,
     window: tuple[int, int] | None = None,
+    client: Any = None,
 ) -> xr.Dataset:
     """Build (or resume) the Burgers training set of ``settings``; return it as a Dataset.
 
     ``ensembles`` / ``members`` / ``window`` override the settings'. Samples pair the
-    statistics at steps k and k + 1 (``u``, ``V_u``, ``nu_u_xx`` and ``*_next``).
+    statistics at steps k and k + 1 (``u``, ``V_u``, ``nu_u_xx`` and ``*_next``). ``client``:
+    a Dask client to compute the ensembles on.
     """
     from pkf.dataset import build_dataset, open_training_set
 
@@ -278,12 +282,13 @@ def training_set(
         window=settings.window if window is None else window,
         seed=settings.seed,
         progress=progress,
+        client=client,
     )
     return open_training_set(path)
 
 
 def reference_statistics(
-    model: SteppableModel, settings: Settings, progress: bool = True
+    model: SteppableModel, settings: Settings, progress: bool = True, client: Any = None
 ) -> xr.Dataset:
     """Reference ensemble (``settings.reference_members``) around U0 with the paper's errors.
 
@@ -301,7 +306,7 @@ def reference_statistics(
         variance=float(initial["V_u"][0]),
         seed=settings.seed + 10_000,
     )
-    forecast = EnsembleForecast(model, settings.reference_members, progress=progress)
+    forecast = EnsembleForecast(model, settings.reference_members, progress=progress, client=client)
     result = forecast.run(settings.times, {"u": initial["u"] + errors}, settings.saved_times)
     return result.to_dataset()
 
@@ -343,7 +348,9 @@ def run(settings: Settings, output: Output) -> dict:
         burgers, pkf_class = models(settings)
     output.say(f"burgers: training set {settings.ensembles} ensembles x {settings.members} members")
     with output.step("dataset"):
-        data = training_set(output.path("training.nc"), burgers, settings, output.progress)
+        data = training_set(
+            output.path("training.nc"), burgers, settings, output.progress, client=output.client
+        )
         output.files.append(output.path("training.nc"))
     inputs = {f: data[f].values for f in FIELDS}
     targets = {f: data[f"{f}_next"].values for f in FIELDS}
@@ -363,7 +370,7 @@ def run(settings: Settings, output: Output) -> dict:
     learned = fits["mean"]
     output.say(f"burgers: reference ensemble of {settings.reference_members} members")
     with output.step("reference_ensemble"):
-        reference = reference_statistics(burgers, settings, output.progress)
+        reference = reference_statistics(burgers, settings, output.progress, output.client)
     with output.step("pkf_forecasts"):
         forecasts = {
             label: pkf_forecast(

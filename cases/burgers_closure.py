@@ -61,6 +61,8 @@ DESCRIPTION = (
     "vs a reference ensemble"
 )
 SLOT = "closure_u_x4"
+#: The training sets and reference ensembles can run on a Dask cluster (--workers N).
+SUPPORTS_CLUSTER = True
 #: Adam rate of the rollout fine-tuning (3 epochs, divided by 10 each): 0.1 blows up 50-step
 #: rollouts from the initial guess, so the rollout starts from the one-step coefficients.
 ROLLOUT_LEARNING_RATE = 3e-3
@@ -226,7 +228,7 @@ def learn_whole_trajectory(
         f"ensembles, {runs} runs"
     )
     path = output.path(f"training_acc{accuracy}_w0-{settings.steps}.nc")
-    data = burgers.training_set(path, model, whole, output.progress)
+    data = burgers.training_set(path, model, whole, output.progress, client=output.client)
     fits = learn_one_step(make_model, data, settings, runs, output.progress)
     return {"ensembles": ensembles, "samples": int(data.sizes["sample"]), **fits}, data
 
@@ -300,7 +302,11 @@ def _study_accuracy(settings: Settings, accuracy: int, output: Output, results: 
     say(f"[acc {accuracy}] training set: {settings.ensembles} ensembles x {settings.members}")
     with output.step(f"dataset_acc{accuracy}"):
         data = burgers.training_set(
-            output.path(f"training_acc{accuracy}.nc"), burgers_model, settings, progress
+            output.path(f"training_acc{accuracy}.nc"),
+            burgers_model,
+            settings,
+            progress,
+            client=output.client,
         )
     entry["samples"] = int(data.sizes["sample"])
     runs = settings.runs
@@ -347,7 +353,7 @@ def _study_accuracy(settings: Settings, accuracy: int, output: Output, results: 
             say(f"[acc {accuracy}] rollout " + _format(entry["rollout"]))
     say(f"[acc {accuracy}] reference ensemble of {settings.reference_members} members")
     with output.step(f"reference_acc{accuracy}"):
-        reference = burgers.reference_statistics(burgers_model, settings, progress)
+        reference = burgers.reference_statistics(burgers_model, settings, progress, output.client)
     with output.step(f"pkf_forecasts_acc{accuracy}"):
         learned = entry["one_step"]["mean"]
         closures: dict[str, tuple[Callable[[], GeneratedModel], dict[str, float] | None]] = {
@@ -420,6 +426,7 @@ def members_sweep(settings: Settings, output: Output) -> dict:
                 output.progress,
                 ensembles=settings.sweep_ensembles,
                 members=count,
+                client=output.client,
             )
             plain = fit_dictionaries(data, settings, settings.accuracy, full=False)
             debiased = fit_dictionaries(data, settings, settings.accuracy, True, full=False)

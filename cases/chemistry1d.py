@@ -74,6 +74,8 @@ CrossClosure = Literal["zero", "gaussian"]
 """Closure of the cross terms (see :func:`cross_closure`)."""
 #: closures of the cross terms (see :func:`cross_closure`).
 CLOSURES: tuple[CrossClosure, ...] = ("zero", "gaussian")
+#: The two ensembles can run on a Dask cluster (--workers N, --scheduler ADDRESS).
+SUPPORTS_CLUSTER = True
 #: compared quantities: the PKF names (the ensemble statistics carry the same ones).
 COMPARED = ("A", "B", "V_A", "V_B", "V_AB", "L_A_x", "L_B_x")
 
@@ -229,7 +231,8 @@ def _pkf_dataset(forecast: xr.Dataset) -> xr.Dataset:
 
 def run(settings: Settings, output: Output) -> dict:
     """PKF (both closures of :data:`CLOSURES`) against two independent ensembles."""
-    from pkf import EnsembleForecast, sample_errors
+    from pkf import EnsembleForecast
+    from pkf.sampling import SeededMembers
 
     from .figures import plot_error_curves, plot_profiles
 
@@ -260,19 +263,20 @@ def run(settings: Settings, output: Output) -> dict:
                 shape, length, settings.dtype, settings.accuracy, closure
             )
             pkf[closure] = _pkf_dataset(model.forecast(times, state0, saved_times=saved))
-    engine = EnsembleForecast(species, settings.members, progress=output.progress)
+    engine = EnsembleForecast(
+        species, settings.members, progress=output.progress, client=output.client
+    )
     results = []
     for k in range(2):
         with output.step(f"ensemble_{k + 1}_incl_compile"):
-            rng = np.random.default_rng(settings.seed + k)
-            members = settings.members
-            initial = {
-                "A": mean_a
-                + sample_errors(shape, length, members, PARAMETERS["L_A"], variance_a, seed=rng),
-                "B": mean_b
-                + sample_errors(shape, length, members, PARAMETERS["L_B"], variance_b, seed=rng),
-            }
-            results.append(engine.run(times, initial, saved_times=saved))
+            members = SeededMembers(
+                {"A": mean_a, "B": mean_b},
+                (length,),
+                {"A": PARAMETERS["L_A"], "B": PARAMETERS["L_B"]},
+                {"A": variance_a, "B": variance_b},
+                seed=settings.seed + k,
+            )
+            results.append(engine.run(times, members, saved_times=saved))
     ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]
     errors = {c: errors_by_time(pkf[c], ensembles[0], COMPARED) for c in closures}
     pooled_errors = errors_by_time(pkf[settings.closure], ensembles[2], COMPARED)

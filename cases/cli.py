@@ -15,9 +15,10 @@ import runpy
 import select
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from generator.conventions import package_version
 from generator.integrate import enable_compilation_cache
@@ -123,8 +124,41 @@ def _run_case(args: argparse.Namespace) -> int:
         out = prepare_output_directory(out)
     except ValueError as err:
         raise UserError(str(err)) from None
-    run_case(args.case, case, settings, Output(out, quiet=getattr(arguments, "quiet", False)))
+    quiet = getattr(arguments, "quiet", False)
+    with _cluster(
+        getattr(arguments, "workers", None), getattr(arguments, "scheduler", None)
+    ) as client:
+        if client is not None:
+            print(f"pkfnet: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
+        run_case(args.case, case, settings, Output(out, quiet=quiet, client=client))
     return 0
+
+
+@contextmanager
+def _cluster(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+    """The Dask client of ``--workers N`` (a local cluster, closed afterwards) or
+    ``--scheduler ADDRESS``; None without either."""
+    if workers is None and scheduler is None:
+        yield None
+        return
+    try:
+        from pkf.cluster import connect, local_cluster
+
+        if workers is not None:
+            if workers < 1:
+                raise UserError(f"--workers: expected a positive number, got {workers}")
+            client = local_cluster(workers)
+        else:
+            client = connect(scheduler)
+    except (ImportError, ConnectionError) as err:
+        raise UserError(str(err)) from None
+    try:
+        yield client
+    finally:
+        cluster = client.cluster if workers is not None else None
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _list_cases() -> None:
@@ -436,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     ... | head``): like any Unix tool, nothing more is written and no message is printed.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO logs quiet
-    enable_compilation_cache()  # compiled loops are reused by the next pkfnet run
+    if os.environ.get("PKFNET_CACHE_DIR"):
+        enable_compilation_cache()  # opt-in: compiled loops are reused by the next pkfnet run
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

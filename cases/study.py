@@ -2,7 +2,9 @@
 
 A case is one module with ``DESCRIPTION`` (one line), a frozen ``Settings`` dataclass (its
 fields are the case's command-line flags; ``quick()`` and ``paper()`` class methods are the
-presets) and ``run(settings, output) -> dict``. :func:`run_case` validates everything before
+presets), ``run(settings, output) -> dict`` and, if its ensembles can run on Dask,
+``SUPPORTS_CLUSTER = True`` (then ``--workers N`` / ``--scheduler ADDRESS`` exist and
+``output.client`` is the cluster's client). :func:`run_case` validates everything before
 creating any file, times the steps, and writes ``summary.json`` with the settings, the timings,
 the files and what ``run`` returned. Results go through :class:`Output`: netCDF with xarray,
 figures as PNG + PDF.
@@ -62,9 +64,11 @@ class Output:
         No progress bars or messages.
     """
 
-    def __init__(self, directory: str | Path, quiet: bool = False) -> None:
+    def __init__(self, directory: str | Path, quiet: bool = False, client: Any = None) -> None:
         self.directory = Path(directory)
         self.quiet = quiet
+        #: A ``distributed.Client`` for the ensembles of cases that run on Dask (or None).
+        self.client = client
         self.files: list[Path] = []
         self.seconds: dict[str, float] = {}
 
@@ -202,6 +206,16 @@ def case_parser(name: str, case: Case) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", help=f"output directory (default results/{name})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    if getattr(case, "SUPPORTS_CLUSTER", False):
+        cluster = parser.add_mutually_exclusive_group()
+        cluster.add_argument(
+            "--workers",
+            type=int,
+            help="run the ensembles on a local Dask cluster of N single-threaded worker processes",
+        )
+        cluster.add_argument(
+            "--scheduler", help="run the ensembles on the Dask cluster at this scheduler address"
+        )
     presets = [p for p in PRESETS if hasattr(case.Settings, p)]
     if presets:
         group = parser.add_mutually_exclusive_group()
@@ -222,7 +236,7 @@ def settings_from_arguments(case: Case, arguments: argparse.Namespace) -> Any:
     """The settings a parsed ``pkfnet run`` command line asks for (validated)."""
     values = dict(vars(arguments))
     preset = values.pop("preset", None)
-    for key in ("out", "quiet"):
+    for key in ("out", "quiet", "workers", "scheduler"):
         values.pop(key, None)
     return make_settings(case, preset, **values)
 

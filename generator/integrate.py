@@ -353,10 +353,12 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path
 
     Sets TensorFlow's persistent XLA cache (``TF_XLA_FLAGS=--tf_xla_persistent_cache_directory``)
     unless one is already set. It takes effect only if nothing has been compiled with XLA yet
-    in this process (call it before the first forecast); the ``pkfnet`` command does. Measured:
-    a 2D PKF model's first forecast 1.7 s → 0.4 s, a 2D diffusion 0.41 s → 0.21 s (the rest is
-    tracing, done per process). The cache is safe to delete; entries are keyed by the compiled
-    program, so a changed model never reuses a stale one.
+    in this process (call it before the first forecast); the ``pkfnet`` command does when the
+    environment variable ``PKFNET_CACHE_DIR`` is set. Measured: a 2D PKF model's first forecast
+    1.7 s → 0.4 s, a 2D diffusion 0.41 s → 0.21 s (the rest is tracing, done per process). The
+    cache is safe to delete; entries are keyed by the compiled program, so a changed model
+    never reuses a stale one. It is opt-in because TensorFlow 2.21 logs a (harmless) C++ error
+    line about CPU tuning flags each time it loads an entry.
 
     Parameters
     ----------

@@ -104,7 +104,7 @@ def model_dataset(
     lead = (["time"] if times is not None else []) + ([MEMBER_DIM] if members else [])
     dims = (*lead, *model.coordinates)
     data = {
-        name: labelled(model, np.asarray(value), dims, (field_attrs or {}).get(name))
+        name: labelled(model, _array(value), dims, (field_attrs or {}).get(name))
         for name, value in fields.items()
     }
     coords: dict[str, xr.DataArray] = dict(grid_coordinates(model))
@@ -125,6 +125,11 @@ def model_dataset(
     history = extra.pop("history", None)
     attrs = global_attributes(title, None if history is None else str(history), **extra)
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _array(value: Any) -> Any:
+    """A numpy array, or the value itself when it is a lazy Dask array (kept lazy)."""
+    return value if hasattr(value, "dask") else np.asarray(value)
 
 
 def _constant_variables(model: LabelledModel, exclude: set[str]) -> dict[str, xr.DataArray]:

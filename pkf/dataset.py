@@ -16,7 +16,7 @@ import json
 import os
 import types
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from importlib import metadata
 from itertools import combinations
@@ -392,6 +392,7 @@ def build_dataset(
     seed: int,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     progress: bool = True,
+    client: Any = None,
 ) -> Path:
     """Build, resume or extend a dataset of consecutive-step PKF statistics from K ensembles.
 
@@ -455,6 +456,12 @@ def build_dataset(
         fingerprint.
     progress : bool, default True
         tqdm progress bar over ensembles.
+    client : distributed.Client or str, optional
+        Compute the ensembles as Dask tasks on this cluster (or the scheduler at this address),
+        a few per worker in flight; they are written here in ensemble order (ensembles that
+        finish early wait), so the file holds the same data as a serial build; an interrupted
+        distributed build resumes like a serial one, and a task lost with its worker is rerun
+        by Dask with the same seed. Default: in this process.
 
     Returns
     -------
@@ -503,6 +510,10 @@ def build_dataset(
     variances = _per_field(error_variance, fields, "error_variance")
     correlations = _per_field(correlation, fields, "correlation")
     pairs = stop - first
+    if client is not None:
+        from .cluster import connect
+
+        client = connect(client)
     forecast = EnsembleForecast(model, members, memory_budget=memory_budget, progress=False)
     settings = build_fingerprint(
         model,
@@ -538,24 +549,21 @@ def build_dataset(
                 ) as bar,
                 ThreadPoolExecutor(1, thread_name_prefix="pkfnet-dataset") as executor,
             ):
+                draw = functools.partial(
+                    _draw_members,
+                    seed=seed,
+                    background=background,
+                    members=members,
+                    variances=variances,
+                    correlations=correlations,
+                )
+                if client is None:
+                    stream = _statistics_in_process(executor, forecast, draw, times, saved)
+                else:
+                    from .cluster import dataset_statistics
 
-                def draw(ensemble: int) -> dict[str, np.ndarray]:
-                    rng = np.random.default_rng(ensemble_seed(seed, ensemble))
-                    return _initial_members(
-                        model, rng, background, members, variances, correlations
-                    )
-
-                # The next ensemble's members are drawn by the helper thread while this one
-                # is integrated (each ensemble's draw depends only on its own seed).
-                upcoming = executor.submit(draw, done) if done < ensembles else None
-                for ensemble in range(done, ensembles):
-                    assert upcoming is not None
-                    initial = upcoming.result()
-                    upcoming = (
-                        executor.submit(draw, ensemble + 1) if ensemble + 1 < ensembles else None
-                    )
-                    result = forecast.run(times, initial, saved_times=saved)
-                    statistics = result.to_dataset(statistics=TRAINING_STATISTICS)
+                    stream = dataset_statistics(client, forecast, draw, times, saved)
+                for ensemble, statistics in stream(range(done, ensembles)):
                     if writer is None:
                         writer = _create(path, lock, model, statistics, names, settings, pairs)
                     data = _samples(statistics, names, grid_dims, ensemble, first, stop)
@@ -737,6 +745,46 @@ def _initial_members(
         )
         initial[field] = base + errors
     return initial
+
+
+def _draw_members(
+    model: FingerprintedModel,
+    ensemble: int,
+    *,
+    seed: int,
+    background: Background,
+    members: int,
+    variances: Mapping[str, Any],
+    correlations: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """The initial members of ensemble ``ensemble`` (from its own seed only); picklable as a
+    ``functools.partial`` of everything but the model, for Dask workers."""
+    rng = np.random.default_rng(ensemble_seed(seed, ensemble))
+    return _initial_members(model, rng, background, members, variances, correlations)
+
+
+def _statistics_in_process(
+    executor: ThreadPoolExecutor,
+    forecast: EnsembleForecast,
+    draw: Callable[[Any, int], dict[str, np.ndarray]],
+    times: np.ndarray,
+    saved: np.ndarray,
+) -> Callable[[range], Iterator[tuple[int, xr.Dataset]]]:
+    """Each ensemble's training statistics, in order, computed here; the next ensemble's
+    members are drawn by the helper thread while one is integrated."""
+
+    def stream(ensembles: range) -> Iterator[tuple[int, xr.Dataset]]:
+        model = forecast.model
+        upcoming = executor.submit(draw, model, ensembles[0]) if ensembles else None
+        for ensemble in ensembles:
+            assert upcoming is not None
+            initial = upcoming.result()
+            later = ensemble + 1
+            upcoming = executor.submit(draw, model, later) if later < ensembles.stop else None
+            result = forecast.run(times, initial, saved_times=saved)
+            yield ensemble, result.to_dataset(statistics=TRAINING_STATISTICS)
+
+    return stream
 
 
 def _samples(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -26,6 +26,9 @@ from generator.integrate import (
     largest_chunk,
 )
 from generator.protocols import SteppableModel
+
+if TYPE_CHECKING:
+    from generator.integrate import TimeGrid
 from generator.results import model_dataset, to_model_order
 from generator.validation import positive_int, real_array
 
@@ -59,6 +62,47 @@ InitialMembers = Mapping[str, ArrayLike] | Callable[[int, int], Mapping[str, Arr
 a large ensemble is never held in memory as a whole)."""
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How an ensemble is cut into chunks: first member and size of each, and the common
+    compiled size (``capacity``; smaller chunks are padded with zero-weight copies)."""
+
+    starts: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, sizes: Sequence[int]) -> ChunkPlan:
+        sizes = tuple(int(s) for s in sizes)
+        return cls(tuple(int(s) for s in np.cumsum((0, *sizes[:-1]))), sizes)
+
+    @property
+    def capacity(self) -> int:
+        return max(self.sizes)
+
+    @property
+    def padded(self) -> bool:
+        return len(set(self.sizes)) > 1
+
+
+@dataclass
+class ChunkResult:
+    """One chunk's moments at the saved times that were computed (numpy arrays).
+
+    ``shifts``, ``means`` (relative to the shifts) per field and ``sums`` per moment key, each
+    ``(n_written, *grid)``; ``finite`` the per-member finiteness ``(n_written, capacity)``;
+    ``loop_finite`` False when the loop stopped at a non-finite state; ``members`` the chunk's
+    members ``(n_written, size, *grid)`` per field when they are saved (in a distributed run, a
+    Dask array that stays on the workers).
+    """
+
+    shifts: tuple[np.ndarray, ...]
+    means: tuple[np.ndarray, ...]
+    sums: tuple[np.ndarray, ...]
+    finite: np.ndarray
+    loop_finite: bool
+    members: tuple[Any, ...] | None = None
 
 
 @dataclass
@@ -234,6 +278,11 @@ class EnsembleForecast:
         ``n_saved * members * grid`` values per field; otherwise only moments are kept).
     progress : bool, default True
         Show a tqdm progress bar over members (per chunk).
+    client : distributed.Client or str, optional
+        Run the chunks as Dask tasks on this cluster (or the scheduler at this address): each
+        worker rebuilds the generated model from its source code, integrates its chunks and
+        returns their moments, merged here in chunk order — the same numbers as in-process.
+        Saved members then stay on the workers (a Dask array). Default: in this process.
 
     Examples
     --------
@@ -261,8 +310,14 @@ class EnsembleForecast:
         cache_budget: int | None = DEFAULT_CACHE_BUDGET,
         save_members: bool = False,
         progress: bool = True,
+        client: Any = None,
     ) -> None:
         self.members = positive_int(members, "members")
+        if client is not None:
+            from .cluster import connect
+
+            client = connect(client)
+        self.client = client
         memory_budget = positive_int(memory_budget, "memory_budget")
         if cache_budget is not None:
             cache_budget = positive_int(cache_budget, "cache_budget")
@@ -407,56 +462,76 @@ class EnsembleForecast:
         generator.NonFiniteStateError
             If a member is not finite at a saved time (naming the field, time and members).
         """
-        from generator.integrate import run_chunks, time_grid
+        from generator.integrate import time_grid
 
         grid = time_grid(times, saved_times)
-        sizes = self.chunk_sizes(len(grid.saved_steps))
-        capacity = max(sizes)
-        loop = self._loop(padded=len(set(sizes)) > 1)
-        dtype = self.model.dtype
+        plan = ChunkPlan.of(self.chunk_sizes(len(grid.saved_steps)))
         accumulator = MomentAccumulator(self.model.dx, self.fields)
-        saved_members: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
-        count = len(self.fields)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        saved_members: dict[str, list[Any]] = {name: [] for name in self.fields}
+        if self.client is None:
+            results: Iterable[ChunkResult] = (
+                self.run_chunk(initial, k, plan, grid) for k in range(len(plan.sizes))
+            )
+        else:
+            from .cluster import ensemble_chunks
 
-        def chunks():
-            for start, size in zip(starts, sizes, strict=True):
-                weights = np.zeros(capacity, dtype=dtype)
-                weights[:size] = 1.0
-                yield self._chunk_state(initial, start, start + size, capacity), (weights,)
-
+            results = ensemble_chunks(self, initial, plan, grid)
         with tqdm(
             total=self.members,
             desc=f"{type(self.model).__name__} ensemble",
             unit="member",
             disable=not self.progress,
         ) as bar:
-            results = run_chunks(loop, chunks(), grid, dtype)
-            for start, size, result in zip(starts, sizes, results, strict=True):
-                shifts = result.saved[:count]
-                means = result.saved[count : 2 * count]
-                sums = result.saved[2 * count : 2 * count + len(self.keys)]
-                finite = result.saved[2 * count + len(self.keys)]
-                if not result.finite:
-                    self._raise_non_finite(means, finite, grid.saved_times, start, size)
-                self._check_moments(means, sums, grid.saved_times, start, size)
+            for start, size, result in zip(plan.starts, plan.sizes, results, strict=True):
+                if not result.loop_finite:
+                    self._raise_non_finite(
+                        result.means, result.finite, grid.saved_times, start, size
+                    )
+                self._check_moments(result.means, result.sums, grid.saved_times, start, size)
                 accumulator.update_moments(
                     Moments(
                         size,
-                        dict(zip(self.fields, shifts, strict=True)),
-                        dict(zip(self.fields, means, strict=True)),
-                        dict(zip(self.keys, sums, strict=True)),
+                        dict(zip(self.fields, result.shifts, strict=True)),
+                        dict(zip(self.fields, result.means, strict=True)),
+                        dict(zip(self.keys, result.sums, strict=True)),
                     )
                 )
                 if self.save_members:
-                    member_arrays = result.saved[2 * count + len(self.keys) + 1 :]
-                    for name, array in zip(self.fields, member_arrays, strict=True):
-                        saved_members[name].append(array[:, :size])
+                    for name, array in zip(self.fields, result.members or (), strict=True):
+                        saved_members[name].append(array)
                 bar.update(size)
         members = None
         if self.save_members:
-            members = {name: np.concatenate(parts, axis=1) for name, parts in saved_members.items()}
+            members = {name: _concatenate(parts) for name, parts in saved_members.items()}
         return EnsembleResult(self.model, grid.saved_times, accumulator, members)
+
+    def run_chunk(
+        self, initial: InitialMembers, index: int, plan: ChunkPlan, grid: TimeGrid
+    ) -> ChunkResult:
+        """Integrate chunk ``index`` of ``plan`` and reduce it to its moments (numpy).
+
+        The unit of work of :meth:`run`, in this process or on a Dask worker.
+        """
+        from generator.integrate import run_loop
+
+        start, size = int(plan.starts[index]), int(plan.sizes[index])
+        dtype = self.model.dtype
+        weights = np.zeros(plan.capacity, dtype=dtype)
+        weights[:size] = 1.0
+        state = self._chunk_state(initial, start, start + size, plan.capacity)
+        result = run_loop(self._loop(plan.padded), state, grid, dtype, (weights,))
+        count, keys = len(self.fields), len(self.keys)
+        members = None
+        if self.save_members:
+            members = tuple(a[:, :size] for a in result.saved[2 * count + keys + 1 :])
+        return ChunkResult(
+            shifts=result.saved[:count],
+            means=result.saved[count : 2 * count],
+            sums=result.saved[2 * count : 2 * count + keys],
+            finite=result.saved[2 * count + keys],
+            loop_finite=result.finite,
+            members=members,
+        )
 
     def _chunk_state(
         self, initial: InitialMembers, start: int, stop: int, capacity: int
@@ -534,3 +609,12 @@ class EnsembleForecast:
             field=field,
             time=time,
         )
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    """Members of all chunks along the member axis (Dask arrays stay lazy)."""
+    if any(hasattr(part, "dask") for part in parts):
+        import dask.array as da
+
+        return da.concatenate(parts, axis=1)
+    return np.concatenate(parts, axis=1)

@@ -155,11 +155,13 @@ def test_user_errors_exit_nonzero_with_one_line(args, cause):
 @pytest.mark.parametrize(
     "flags",
     [
-        ["advection2d", "--paper"],
+        ["chemistry1d", "--paper"],
         ["diffusion2d", "--members", "10"],
         ["burgers", "--quick", "--paper"],
         ["diffusion2d", "--accuracy", "3"],
         ["burgers", "--members", "1"],
+        ["diffusion2d", "--workers", "2"],  # no ensemble to distribute
+        ["advection2d", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"],
     ],
 )
 def test_a_flag_a_case_does_not_honour_is_an_error_and_nothing_is_created(tmp_path, flags):
@@ -198,3 +200,22 @@ def test_diffusion2d_accuracy_4_compares_like_with_like(tmp_path):
     summary = run_case("diffusion2d", diffusion2d, settings, Output(tmp_path, quiet=True))
     assert summary["relative_l2_distance"] < 1e-12
     assert "order 4" in summary["compared"]
+
+
+@pytest.mark.slow
+def test_run_on_a_local_dask_cluster_gives_the_in_process_numbers(tmp_path):
+    pytest.importorskip("distributed")
+    results = {}
+    for label, extra in (("local", []), ("cluster", ["--workers", "2"])):
+        out = tmp_path / label
+        result = _pkfnet("run", "chemistry1d", "--quick", "--quiet", "--out", str(out), *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        results[label] = json.loads((out / "summary.json").read_text())
+        if extra:
+            assert "Dask dashboard at http" in result.stderr
+    for key in ("relative_l2_error", "ensemble_sampling_noise"):
+        for name, values in results["local"][key].items():
+            remote = results["cluster"][key][name]
+            assert [v is None for v in remote] == [v is None for v in values]
+            for a, b in zip(remote, values, strict=True):
+                assert b is None or a == pytest.approx(b, rel=1e-10, abs=1e-14), (key, name)
