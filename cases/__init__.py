@@ -17,6 +17,9 @@ CASES: dict[str, str] = {
     "diffusion2d": "cases.diffusion2d",
     "advection2d": "cases.advection2d",
     "chemistry1d": "cases.chemistry1d",
+    "assimilation1d": "cases.assimilation1d",
+    "assimilation2d": "cases.assimilation2d",
+    "chemistry-assimilation": "cases.chemistry_assimilation",
 }
 
 __all__ = ["CASES", "load_case"]

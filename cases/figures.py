@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "aspect_ellipses",
+    "plot_cycle_scores",
     "plot_anisotropy",
     "plot_error_curves",
     "plot_field_table",
@@ -276,4 +277,40 @@ def plot_time_profiles(
         high = max(axes[r, c].get_ylim()[1] for r in range(len(rows)))
         for r in range(len(rows)):
             axes[r, c].set_ylim(low, high)
+    return fig
+
+
+def plot_cycle_scores(
+    times: np.ndarray,
+    scores: dict[str, dict[str, np.ndarray]],
+    title: str | None = None,
+    styles: dict[str, str] | None = None,
+) -> Figure:
+    """RMSE (solid) and spread (dashed) of assimilation cycles, one colour per filter.
+
+    Each cycle is drawn as a saw tooth: the forecast value then the analysis value at the same
+    analysis time.
+
+    Parameters
+    ----------
+    times : ``(cycles,)`` analysis times.
+    scores : ``{filter: {"rmse": (cycles, 2), "spread": (cycles, 2)}}``, columns forecast and
+        analysis.
+    styles : optional colour per filter (e.g. ``"C0"``).
+    """
+    styles = styles or {}
+    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    steps = np.repeat(np.asarray(times, dtype=float), 2)
+    for k, (name, values) in enumerate(scores.items()):
+        colour = styles.get(name, f"C{k}")
+        width = 2.6 if k == 0 else 1.3  # the first (the reference) under the others
+        ax.plot(steps, np.asarray(values["rmse"]).ravel(), "-", color=colour, lw=width, label=name)
+        ax.plot(steps, np.asarray(values["spread"]).ravel(), "--", color=colour, lw=1.0)
+    ax.set_xlabel("time")
+    ax.set_ylabel("RMSE (solid), spread (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2)
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig

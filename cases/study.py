@@ -97,8 +97,13 @@ class Output:
         return self.directory / name
 
     def write_dataset(self, dataset: xr.Dataset, name: str) -> Path:
-        """Write an ``xarray.Dataset`` as netCDF-4 (compressed, ``_FillValue`` NaN on floats)."""
+        """Write an ``xarray.Dataset`` as netCDF-4 (compressed, ``_FillValue`` NaN on floats;
+        string dimension coordinates as CF label variables, read back by
+        :func:`generator.results.open_results`)."""
+        from generator.results import cf_labels
+
         path = self.path(name)
+        dataset = cf_labels(dataset)
         encoding: dict[Hashable, dict[str, Any]] = {
             var: {"zlib": True, "complevel": 4, "_FillValue": np.nan}
             for var, array in dataset.data_vars.items()

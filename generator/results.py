@@ -9,6 +9,7 @@ dimension name and stored in CF order (``time``, ``member``, then ``z, y, x``; s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +26,19 @@ from .conventions import (
 )
 from .protocols import LabelledModel
 
-__all__ = ["grid_coordinates", "labelled", "model_attributes", "model_dataset", "to_model_order"]
+__all__ = [
+    "LABEL_SUFFIX",
+    "cf_labels",
+    "grid_coordinates",
+    "labelled",
+    "model_attributes",
+    "model_dataset",
+    "open_results",
+    "to_model_order",
+]
+
+#: Suffix of the label variable that stands for a string-valued dimension coordinate on file.
+LABEL_SUFFIX = "_name"
 
 
 def grid_coordinates(model: LabelledModel) -> dict[str, xr.DataArray]:
@@ -169,3 +182,49 @@ def to_model_order(model: LabelledModel, value: Any, name: str, leading: Sequenc
             + (f" (optionally preceded by {tuple(leading)})" if leading else "")
         )
     return value.transpose(*[d for d in leading if d in value.dims], *grid).values
+
+
+def cf_labels(dataset: xr.Dataset) -> xr.Dataset:
+    """The dataset with its string-valued dimension coordinates written as CF label variables.
+
+    A CF coordinate variable (a variable named after its dimension) must be numeric and
+    strictly monotonic (CF-1.8, section 5), so a string coordinate such as ``source`` or
+    ``filter`` becomes the auxiliary coordinate ``source_name`` along the dimension ``source``
+    (listed in the ``coordinates`` attribute of the variables that use it, CF section 6.1).
+    :func:`open_results` turns it back into an index.
+    """
+    labels = [
+        name
+        for name, coord in dataset.coords.items()
+        if name in dataset.dims and coord.dtype.kind in "OUS"
+    ]
+    for name in labels:
+        coord = dataset[name]
+        attrs = {"long_name": str(coord.attrs.get("long_name", name)), **coord.attrs}
+        label = f"{name}{LABEL_SUFFIX}"
+        dataset = dataset.drop_vars(str(name)).assign_coords(
+            {label: ((name,), coord.values.astype(str), attrs)}
+        )
+        dataset[label].encoding["dtype"] = "S1"  # a char array: CF has no variable-length strings
+    return dataset
+
+
+def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Read a pkfnet results file into memory with its label dimensions as indexes.
+
+    The inverse of :func:`cf_labels`: ``source_name`` along ``source`` becomes the index
+    ``source`` again, so that ``ds.sel(source="pkf")`` works as on the dataset that was
+    written. Plain ``xarray.open_dataset`` reads the same file (with ``source_name`` as an
+    auxiliary coordinate).
+    """
+    with xr.open_dataset(path) as opened:
+        dataset = opened.load()
+    for name in list(dataset.coords):
+        dim = str(name)[: -len(LABEL_SUFFIX)]
+        if (
+            str(name).endswith(LABEL_SUFFIX)
+            and dataset[name].dims == (dim,)
+            and dim not in dataset.coords
+        ):
+            dataset = dataset.rename_vars({name: dim}).set_xindex(dim)
+    return dataset

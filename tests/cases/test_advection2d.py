@@ -14,6 +14,7 @@ import pytest
 
 from cases import advection2d
 from cases.study import Output, make_settings, run_case
+from generator.results import open_results
 
 FIELDS = ("V_c", "s_c_xx", "s_c_xy", "s_c_yy")
 
@@ -27,13 +28,12 @@ def quick_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_quick_run_writes_netcdf_figures_and_summary(quick_run):
-    xarray = pytest.importorskip("xarray")
     out, summary = quick_run
     for stem in ("advection2d_fields", "advection2d_anisotropy", "advection2d_errors"):
         assert (out / f"{stem}.png").stat().st_size > 0
         assert (out / f"{stem}.pdf").stat().st_size > 0
     assert json.loads((out / "summary.json").read_text())["case"] == "advection2d"
-    with xarray.open_dataset(out / "advection2d.nc") as ds:
+    with open_results(out / "advection2d.nc") as ds:
         assert ds["V_c"].dims == ("source", "time", "y", "x")  # CF order
         assert list(ds["source"].values) == [
             "pkf",

@@ -8,6 +8,7 @@ import pytest
 from cases import burgers
 from cases.burgers import THEORY, pkf_equations
 from cases.study import Output, make_settings, run_case
+from generator.results import open_results
 
 
 def test_closed_equations_carry_the_closure_coefficients():
@@ -33,8 +34,7 @@ def test_quick_run_learns_the_closure_and_tracks_the_ensemble(tmp_path):
     for name in ("fig6_burgers.png", "fig6_burgers.pdf", "burgers.nc", "coefficients.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert json.loads((tmp_path / "summary.json").read_text())["case"] == "burgers"
-    xarray = pytest.importorskip("xarray")
-    with xarray.open_dataset(tmp_path / "burgers.nc") as ds:
+    with open_results(tmp_path / "burgers.nc") as ds:
         assert ds["V_u"].sel(source="ensemble").shape == (6, 241)
         assert np.all(np.isfinite(ds["L_u_x"].sel(source="pkf_learned").values))
         assert ds["kappa"].item() == settings.kappa

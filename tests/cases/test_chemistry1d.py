@@ -15,6 +15,7 @@ import sympy as sp
 
 from cases import chemistry1d
 from cases.study import Output, make_settings, run_case
+from generator.results import open_results
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,12 @@ def quick_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_quick_run_writes_netcdf_figures_and_summary(quick_run):
-    xarray = pytest.importorskip("xarray")
     out, summary = quick_run
     for stem in ("chemistry1d_statistics", "chemistry1d_errors"):
         assert (out / f"{stem}.png").stat().st_size > 0
         assert (out / f"{stem}.pdf").stat().st_size > 0
     assert json.loads((out / "summary.json").read_text())["settings"]["closure"] == "zero"
-    with xarray.open_dataset(out / "chemistry1d.nc") as ds:
+    with open_results(out / "chemistry1d.nc") as ds:
         sources = ["pkf_zero", "pkf_gaussian", "ensemble_1", "ensemble_2", "ensembles_pooled"]
         assert list(ds["source"].values) == sources
         assert ds["V_AB"].shape == (5, 5, 121)

@@ -16,8 +16,10 @@ import netCDF4
 import numpy as np
 import pytest
 import sympy as sp
+import xarray
 
 from generator import NNModelBuilder
+from generator.results import cf_labels, open_results
 from pkf.dataset import build_dataset, open_training_set
 from pkf.netcdf import NetCDFWriter, VariableSpec
 
@@ -191,3 +193,39 @@ def test_writer_files_pass_the_cf_checker(cf_check, tmp_path, record_units, stan
     with netCDF4.Dataset(path) as dataset:
         assert dataset["time"].units == record_units
         assert getattr(dataset["time"], "standard_name", None) == standard_name
+
+
+def test_assimilation_cycles_pass_the_cf_checker(cf_check, tmp_path):
+    from pkf import SymbolicPKF
+    from pkf.assimilation import EnKFSetup, ObservationNetwork, run_cycles
+
+    t, x = sp.symbols("t x")
+    c = sp.Function("c")(t, x)
+    wind = sp.Function("w")(x)
+    equation = sp.Eq(c.diff(t), -wind * c.diff(x))
+    n = 32
+    w = 1 + 0.2 * np.sin(2 * np.pi * np.arange(n) / n)
+    tracer = NNModelBuilder(equation, "CFTracer").build()(shape=n, lengths=1.0, w=w)
+    pkf_model = NNModelBuilder(
+        SymbolicPKF(equation).to_generator(form="aspect"), "CFTracerPKF"
+    ).build()(shape=n, lengths=1.0, w=w)
+    result = run_cycles(
+        tracer,
+        pkf_model,
+        {"c": np.zeros(n), "V_c": np.ones(n), "s_c_xx": np.full(n, 0.1**2)},
+        ObservationNetwork("c", np.arange(0, n, 4), 0.25),
+        window=0.05,
+        cycles=2,
+        dt=0.01,
+        ensembles=[EnKFSetup(8)],
+    )
+    path = tmp_path / "cycles.nc"
+    cf_labels(result.dataset).to_netcdf(path)  # what the cases write
+    assert_cf_valid(cf_check, path)
+    assert_pkfnet_metadata(path, "cycle")
+    back = open_results(path)
+    assert list(back["filter"].values) == ["kf", "pkf", "pkf_order1", "enkf_8", "kf_projected"]
+    xarray.testing.assert_identical(
+        back["V_c"].sel(filter="pkf", stage="analysis"),
+        result.dataset["V_c"].sel(filter="pkf", stage="analysis"),
+    )

@@ -1,0 +1,231 @@
+"""What the assimilation cases share: settings checks, the cycling run and its report.
+
+:func:`report_cycles` turns a :class:`pkf.assimilation.CycleResult` into the case's files
+(netCDF with a ``filter`` dimension, figures) and the summary: PKF-vs-KF distances per cycle,
+the acceptance bars of issue 13 checked on them, RMSE and spread/RMSE of every filter, the
+oracle diagnostics that say where the PKF's error comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .study import Output
+
+if TYPE_CHECKING:
+    from pkf.assimilation import CycleResult
+
+__all__ = ["BARS", "check_ensembles", "describe_cycles", "percent", "report_cycles"]
+
+#: Acceptance bars (relative L2 distance of the PKF to the exact KF at every cycle) by kind.
+BARS = {"variance": 0.10, "tensor": 0.15, "rmse": 0.10}
+
+
+def check_ensembles(members: Sequence[int], radii: Sequence[float]) -> None:
+    """Every ensemble needs >= 2 members and one localisation radius (``<= 0``: none)."""
+    if len(members) != len(radii):
+        raise ValueError(
+            f"--members and --localisation need one value per ensemble, got {len(members)} and "
+            f"{len(radii)}"
+        )
+    if any(m < 2 for m in members):
+        raise ValueError(f"--members: every ensemble needs at least 2 members, got {members}")
+
+
+def _bar(quantity: str, fields: Sequence[str]) -> float | None:
+    kind = quantity.split("_", 1)[0]
+    if kind == "V":
+        return BARS["variance"]
+    if kind in ("L", "s"):
+        return BARS["tensor"]
+    return None
+
+
+def report_cycles(
+    result: CycleResult,
+    output: Output,
+    stem: str,
+    title: str,
+    compared: Sequence[str],
+    main_field: str,
+) -> dict[str, Any]:
+    """Write ``<stem>.nc`` and the figures; return the summary (acceptance numbers included).
+
+    Parameters
+    ----------
+    result : CycleResult
+        What :func:`pkf.assimilation.run_cycles` returned.
+    output : Output
+        The case's output place.
+    stem : str
+        File stem (``assimilation1d``...).
+    title : str
+        Figure title.
+    compared : sequence of str
+        The PKF quantities checked against the exact KF (``V_c``, ``L_c_x``, ``s_c_xy``...).
+    main_field : str
+        The field whose RMSE/spread is drawn and checked.
+    """
+    from .figures import (
+        plot_cycle_scores,
+        plot_error_curves,
+        plot_field_table,
+        plot_profiles,
+    )
+
+    dataset = result.dataset
+    output.write_dataset(dataset, f"{stem}.nc")
+    times = dataset["time"].values
+    filters = [str(f) for f in dataset["filter"].values]
+    fields = [str(v)[len("rmse_") :] for v in dataset.data_vars if str(v).startswith("rmse_")]
+    stages = ("forecast", "analysis")
+
+    pkf = result.distances["pkf"]
+    acceptance: dict[str, Any] = {}
+    for quantity in compared:
+        bar = _bar(quantity, fields)
+        values = [v for stage in stages for v in pkf[quantity][stage]]
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        worst = max(finite) if len(finite) == len(values) else None
+        acceptance[quantity] = {
+            "bar": bar,
+            "largest_distance": worst,
+            "met": None if bar is None else (worst is not None and worst <= bar),
+            "forecast": pkf[quantity]["forecast"],
+            "analysis": pkf[quantity]["analysis"],
+        }
+    rmse = {
+        name: np.asarray(result.scores[name][f"rmse_{main_field}"]["analysis"], dtype=float)
+        for name in filters
+    }
+    ratio = rmse["pkf"] / rmse["kf"]
+    acceptance[f"rmse_{main_field}_analysis_pkf_over_kf"] = {
+        "bar": 1.0 + BARS["rmse"],
+        "per_cycle": ratio.tolist(),
+        "met": bool(np.all(np.abs(ratio - 1.0) <= BARS["rmse"])),
+    }
+    spread_over_rmse = {
+        name: {f: {stage: result.spread_ratio(name, stage, f) for stage in stages} for f in fields}
+        for name in filters
+    }
+
+    with output.step("figures"):
+        scores = {
+            name: {
+                "rmse": dataset[f"rmse_{main_field}"].sel(filter=name).values,
+                "spread": dataset[f"spread_{main_field}"].sel(filter=name).values,
+            }
+            for name in filters
+        }
+        output.write_figure(
+            plot_cycle_scores(
+                times,
+                scores,
+                title=f"{title}\nRMSE of the mean of {main_field} against the truth (solid), "
+                "spread (dashed)",
+                styles={"kf": "k"},
+            ),
+            f"{stem}_scores",
+        )
+
+        def per_cycle(values: list[float | None]) -> list[float | None]:
+            return [None if v is None or not np.isfinite(v) else v for v in values]
+
+        output.write_figure(
+            plot_error_curves(
+                times,
+                {q: per_cycle(pkf[q]["analysis"]) for q in compared},
+                reference={q: per_cycle(pkf[q]["forecast"]) for q in compared},
+                title=f"{title}\nPKF vs exact KF after each analysis (solid) and forecast (dashed)",
+            ),
+            f"{stem}_distances",
+        )
+        shown = [f for f in ("kf", "pkf", "pkf_order1") if f in filters] + [
+            f for f in filters if f.startswith("enkf")
+        ]
+        last = int(dataset["cycle"].values[-1])
+        grid_dims = [d for d in dataset[compared[0]].dims if d not in ("filter", "cycle", "stage")]
+        if len(grid_dims) == 1:
+            axis = dataset[grid_dims[0]].values
+            length = float(axis.size * (axis[1] - axis[0]))
+            panels = {}
+            for quantity in compared:
+                for stage in stages:
+                    panels[f"{quantity} after the {stage}, cycle {last}"] = {
+                        name: dataset[quantity].sel(filter=name, cycle=last, stage=stage).values
+                        for name in shown
+                    }
+            styles = {"kf": "k-", "pkf": "C0-", "pkf_order1": "C1:"}
+            styles.update({name: f"C{k + 2}--" for k, name in enumerate(shown[3:])})
+            output.write_figure(
+                plot_profiles(axis / length, panels, styles=styles, suptitle=title),
+                f"{stem}_profiles",
+            )
+        else:
+            for stage in stages:
+                rows = {}
+                for quantity in compared:
+                    rows[quantity] = {
+                        name: dataset[quantity].sel(filter=name, cycle=last, stage=stage)
+                        for name in shown
+                        if name != "pkf_order1"
+                    }
+                    rows[quantity]["pkf - kf"] = dataset[quantity].sel(
+                        filter="pkf", cycle=last, stage=stage
+                    ) - dataset[quantity].sel(filter="kf", cycle=last, stage=stage)
+                columns = [c for c in next(iter(rows.values())) if c != "pkf - kf"]
+                output.write_figure(
+                    plot_field_table(
+                        rows,
+                        suptitle=f"{title}: after the {stage} of cycle {last}",
+                        shared=tuple(c for c in columns if c in ("kf", "pkf")),
+                        diverging=("pkf - kf",),
+                    ),
+                    f"{stem}_maps_{stage}",
+                )
+
+    summary = result.summary()
+    return {
+        "analysis_times": times.tolist(),
+        "acceptance": acceptance,
+        "spread_over_rmse": spread_over_rmse,
+        "distance_to_kf": summary["distance_to_kf"],
+        "largest_distance_to_kf": summary["largest_distance_to_kf"],
+        "scores": summary["scores"],
+        "failures": summary["failures"],
+        "diagnostics": summary["diagnostics"],
+        "filter_seconds": summary["seconds"],
+    }
+
+
+def percent(values: Sequence[float | None]) -> str:
+    """``"1.2 3.4 -"``: a list of fractions as percentages (``-`` for None)."""
+    return " ".join("-" if v is None or not np.isfinite(v) else f"{100 * v:.1f}" for v in values)
+
+
+def describe_cycles(
+    result: CycleResult, case: str, quantities: Sequence[str], main_field: str
+) -> str:
+    """The console report of a cycling case: PKF (and ``kf_projected``) vs exact KF per cycle,
+    analysis RMSE and spread/RMSE of every filter, failures."""
+    filters = list(result.scores)
+    shown = [name for name in ("pkf", "kf_projected") if name in result.distances]
+    cycles = len(result.distances["pkf"][quantities[0]]["analysis"])
+    lines = [f"{case}: {cycles} cycles; relative L2 distance to the exact KF (%), per cycle"]
+    for name in shown:
+        for q in quantities:
+            for stage in ("forecast", "analysis"):
+                values = percent(result.distances[name][q][stage])
+                lines.append(f"  {name:12s} {q:7s} {stage:8s}: {values}")
+    lines.append(f"analysis RMSE of {main_field} per cycle, spread/RMSE over the cycles")
+    for label in filters:
+        rmse = result.scores[label][f"rmse_{main_field}"]["analysis"]
+        ratio = result.spread_ratio(label, "analysis", main_field)
+        lines.append(
+            f"  {label:12s} " + " ".join(f"{v:.3f}" for v in rmse) + f"   spread/RMSE {ratio:.2f}"
+        )
+    lines.append(f"failures: {result.failures or 'none'}")
+    return "\n".join(lines)
