@@ -12,14 +12,14 @@ square-root, Gaspari-Cohn localisation) cycle on the same observations of one na
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
 
 from generator.protocols import DType
 
-from .cycling import check_ensembles, describe_cycles, report_cycles
+from .cycling import CyclingSettings, cycle
 from .study import Output
 
 if TYPE_CHECKING:
@@ -34,44 +34,15 @@ COMPARED = ("V_c", "L_c_x")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Grid, observation network, cycles, filters and numerics."""
+class Settings(CyclingSettings):
+    """Grid and initial error of the case; cycles, network, filters as :class:`CyclingSettings`."""
 
     points: int = field(default=241, metadata={"help": "grid points"})
-    cycles: int = field(default=10, metadata={"help": "forecast/analysis cycles"})
-    window: float = field(default=0.1, metadata={"help": "time between analyses"})
-    every: int = field(default=10, metadata={"help": "observe every EVERY grid points"})
     length_scale: float = field(
         default=10.0, metadata={"help": "initial correlation length-scale (grid spacings)"}
     )
-    error_variance: float = field(
-        default=0.25, metadata={"help": "observation-error variance (initial variance 1)"}
-    )
-    members: tuple[int, ...] = field(default=(40, 400), metadata={"help": "EnKF sizes"})
-    localisation: tuple[float, ...] = field(
-        default=(0.3, 0.6),
-        metadata={"help": "Gaspari-Cohn radius of each EnKF (domain units, <= 0: none)"},
-    )
-    inflation: float = field(default=1.0, metadata={"help": "EnKF multiplicative inflation"})
-    variant: Literal["square-root", "stochastic"] = field(
-        default="square-root", metadata={"help": "EnKF analysis"}
-    )
-    forecast_metric: Literal["model", "state"] = field(
-        default="model", metadata={"help": "forecast metric of the PKF order-2 update"}
-    )
-    refit: bool = field(
-        default=False, metadata={"help": "re-fit the PKF covariance model after each observation"}
-    )
-    projected: bool = field(
-        default=True,
-        metadata={
-            "help": "also cycle the exact KF projected onto the PKF covariance model before each "
-            "analysis (kf_projected: the covariance model's own error)"
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "seed of the truth, observations, EnKFs"})
-    dtype: DType = field(default="float64", metadata={"help": "dtype"})
-    accuracy: Literal[2, 4, 6] = field(default=4, metadata={"help": "stencil order"})
+    cycles: int = field(default=10, metadata={"help": "forecast/analysis cycles"})
+    window: float = field(default=0.1, metadata={"help": "time between analyses"})
 
     @classmethod
     def quick(cls) -> Settings:
@@ -79,19 +50,13 @@ class Settings:
         return cls(cycles=3, members=(20, 100))
 
     def validate(self) -> None:
-        if self.points < 32 or self.cycles < 1 or not 1 <= self.every <= self.points:
+        super().validate()
+        if self.points < 32 or self.every > self.points:
             raise ValueError(
-                "--points >= 32, --cycles >= 1 and 1 <= --every <= --points required, got "
-                f"{self.points}, {self.cycles}, {self.every}"
+                f"--points >= 32 and --every <= --points required, got {self.points}, {self.every}"
             )
-        if not (self.window > 0 and self.length_scale > 0 and self.error_variance > 0):
-            raise ValueError(
-                "--window, --length-scale and --error-variance must be > 0, got "
-                f"{self.window}, {self.length_scale}, {self.error_variance}"
-            )
-        if self.inflation < 1:
-            raise ValueError(f"--inflation must be >= 1, got {self.inflation}")
-        check_ensembles(self.members, self.localisation)
+        if not self.length_scale > 0:
+            raise ValueError(f"--length-scale must be > 0, got {self.length_scale}")
 
 
 def advection_equation() -> sp.Eq:
@@ -130,46 +95,28 @@ def build_models(points: int, dtype: DType, accuracy: int) -> tuple[GeneratedMod
 
 def run(settings: Settings, output: Output) -> dict:
     """Cycle KF, PKF (order 2 and 1) and the EnKFs; write netCDF, figures and the summary."""
-    from pkf.assimilation import EnKFSetup, ObservationNetwork, run_cycles
+    from pkf.assimilation import ObservationNetwork
 
     n = settings.points
     dx = 1.0 / n
     with output.step("build_models"):
-        model, pkf_model = build_models(n, settings.dtype, settings.accuracy)
+        models = build_models(n, settings.dtype, settings.accuracy)
     background = {
         "c": np.zeros(n),
         "V_c": np.ones(n),
         "s_c_xx": np.full(n, (settings.length_scale * dx) ** 2),
     }
     network = ObservationNetwork("c", np.arange(0, n, settings.every), settings.error_variance)
-    ensembles = [
-        EnKFSetup(m, settings.variant, r if r > 0 else None, settings.inflation)
-        for m, r in zip(settings.members, settings.localisation, strict=True)
-    ]
-    with output.step("cycles"):
-        result = run_cycles(
-            model,
-            pkf_model,
-            background,
-            network,
-            settings.window,
-            settings.cycles,
-            dt=dx / np.abs(wind(n)).max() / 6,
-            ensembles=ensembles,
-            orders=(2, 1),
-            refit=settings.refit,
-            forecast_metric=settings.forecast_metric,
-            projected=settings.projected,
-            seed=settings.seed,
-            progress=output.progress,
-        )
-    summary = report_cycles(
-        result,
+    _, summary = cycle(
+        settings,
         output,
-        "assimilation1d",
-        f"1D advection, {n} points, an observation every {settings.every} points",
-        COMPARED,
-        "c",
+        models,
+        background,
+        network,
+        dt=dx / np.abs(wind(n)).max() / 6,
+        stem="assimilation1d",
+        title=f"1D advection, {n} points, an observation every {settings.every} points",
+        compared=COMPARED,
+        main_field="c",
     )
-    output.say(describe_cycles(result, "assimilation1d", COMPARED, "c"))
     return summary

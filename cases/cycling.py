@@ -8,17 +8,29 @@ oracle diagnostics that say where the PKF's error comes from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from generator.protocols import DType
 
 from .study import Output
 
 if TYPE_CHECKING:
-    from pkf.assimilation import CycleResult
+    from generator.model import GeneratedModel
+    from pkf.assimilation import CycleResult, EnKFSetup, ObservationNetwork
 
-__all__ = ["BARS", "check_ensembles", "describe_cycles", "percent", "report_cycles"]
+__all__ = [
+    "BARS",
+    "CyclingSettings",
+    "check_ensembles",
+    "cycle",
+    "describe_cycles",
+    "percent",
+    "report_cycles",
+]
 
 #: Acceptance bars (relative L2 distance of the PKF to the exact KF at every cycle) by kind.
 BARS = {"variance": 0.10, "tensor": 0.15, "rmse": 0.10}
@@ -33,6 +45,115 @@ def check_ensembles(members: Sequence[int], radii: Sequence[float]) -> None:
         )
     if any(m < 2 for m in members):
         raise ValueError(f"--members: every ensemble needs at least 2 members, got {members}")
+
+
+@dataclass(frozen=True)
+class CyclingSettings:
+    """The settings every assimilation case has: cycles, network, filters, numerics.
+
+    A case's ``Settings`` subclasses it, adds its grid and initial errors, and may give other
+    defaults; ``validate`` checks these fields (call it from the case's ``validate``).
+    """
+
+    cycles: int = field(default=5, metadata={"help": "forecast/analysis cycles"})
+    window: float = field(default=0.2, metadata={"help": "time between analyses"})
+    every: int = field(
+        default=10, metadata={"help": "observe every EVERY grid points (along each axis)"}
+    )
+    error_variance: float = field(
+        default=0.25,
+        metadata={"help": "observation-error variance (the initial variance is about 1)"},
+    )
+    members: tuple[int, ...] = field(default=(40, 400), metadata={"help": "EnKF sizes"})
+    localisation: tuple[float, ...] = field(
+        default=(0.3, 0.6),
+        metadata={"help": "Gaspari-Cohn radius of each EnKF (domain units, <= 0: none)"},
+    )
+    inflation: float = field(default=1.0, metadata={"help": "EnKF multiplicative inflation"})
+    variant: Literal["square-root", "stochastic"] = field(
+        default="square-root", metadata={"help": "EnKF analysis"}
+    )
+    forecast_metric: Literal["model", "state"] = field(
+        default="model", metadata={"help": "forecast metric of the PKF order-2 update"}
+    )
+    refit: bool = field(
+        default=False, metadata={"help": "re-fit the PKF covariance model after each observation"}
+    )
+    projected: bool = field(
+        default=True,
+        metadata={
+            "help": "also cycle the exact KF projected onto the PKF covariance model before each "
+            "analysis (kf_projected: the covariance model's own error)"
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the truth, observations, EnKFs"})
+    dtype: DType = field(default="float64", metadata={"help": "dtype"})
+    accuracy: Literal[2, 4, 6] = field(default=4, metadata={"help": "stencil order"})
+
+    def validate(self) -> None:
+        """Check the shared settings (a ``ValueError`` naming the flag)."""
+        if self.cycles < 1 or self.every < 1:
+            raise ValueError(f"--cycles and --every must be >= 1, got {self.cycles}, {self.every}")
+        if not (self.window > 0 and self.error_variance > 0):
+            raise ValueError(
+                f"--window and --error-variance must be > 0, got {self.window}, "
+                f"{self.error_variance}"
+            )
+        if self.inflation < 1:
+            raise ValueError(f"--inflation must be >= 1, got {self.inflation}")
+        check_ensembles(self.members, self.localisation)
+
+    def ensembles(self) -> list[EnKFSetup]:
+        """The EnKFs to cycle: one per ``members`` entry with its localisation radius."""
+        from pkf.assimilation import EnKFSetup
+
+        return [
+            EnKFSetup(m, self.variant, r if r > 0 else None, self.inflation)
+            for m, r in zip(self.members, self.localisation, strict=True)
+        ]
+
+
+def cycle(
+    settings: CyclingSettings,
+    output: Output,
+    models: tuple[GeneratedModel, GeneratedModel],
+    background: Mapping[str, np.ndarray],
+    network: ObservationNetwork,
+    dt: float,
+    *,
+    stem: str,
+    title: str,
+    compared: Sequence[str],
+    main_field: str,
+) -> tuple[CycleResult, dict[str, Any]]:
+    """Cycle KF, PKF (order-2 and order-1 updates), the EnKFs and ``kf_projected`` on one
+    nature run; write ``<stem>.nc``, the figures and the console report.
+
+    Returns the :class:`pkf.assimilation.CycleResult` and the summary of :func:`report_cycles`.
+    """
+    from pkf.assimilation import run_cycles
+
+    model, pkf_model = models
+    with output.step("cycles"):
+        result = run_cycles(
+            model,
+            pkf_model,
+            background,
+            network,
+            settings.window,
+            settings.cycles,
+            dt=dt,
+            ensembles=settings.ensembles(),
+            orders=(2, 1),
+            refit=settings.refit,
+            forecast_metric=settings.forecast_metric,
+            projected=settings.projected,
+            seed=settings.seed,
+            progress=output.progress,
+        )
+    summary = report_cycles(result, output, stem, title, compared, main_field)
+    output.say(describe_cycles(result, stem, compared, main_field))
+    return result, summary
 
 
 def _bar(quantity: str, fields: Sequence[str]) -> float | None:
