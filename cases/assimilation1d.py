@@ -95,7 +95,7 @@ def build_models(points: int, dtype: DType, accuracy: int) -> tuple[GeneratedMod
 
 def run(settings: Settings, output: Output) -> dict:
     """Cycle KF, PKF (order 2 and 1) and the EnKFs; write netCDF, figures and the summary."""
-    from pkf.assimilation import ObservationNetwork
+    from pkf.assimilation import ObservationNetwork, regular_network
 
     n = settings.points
     dx = 1.0 / n
@@ -106,7 +106,9 @@ def run(settings: Settings, output: Output) -> dict:
         "V_c": np.ones(n),
         "s_c_xx": np.full(n, (settings.length_scale * dx) ** 2),
     }
-    network = ObservationNetwork("c", np.arange(0, n, settings.every), settings.error_variance)
+    network = ObservationNetwork(
+        "c", regular_network((n,), settings.every), settings.error_variance
+    )
     _, summary = cycle(
         settings,
         output,

@@ -50,7 +50,7 @@ class Settings(CyclingSettings):
 
 def run(settings: Settings, output: Output) -> dict:
     """Cycle KF, PKF (order 2 and 1) and the EnKFs observing A; write files and the summary."""
-    from pkf.assimilation import ObservationNetwork
+    from pkf.assimilation import ObservationNetwork, regular_network
 
     from .chemistry1d import PARAMETERS, build_models, wind
 
@@ -67,7 +67,9 @@ def run(settings: Settings, output: Output) -> dict:
         "s_A_xx": np.full(n, PARAMETERS["L_A"] ** 2),
         "s_B_xx": np.full(n, PARAMETERS["L_B"] ** 2),
     }
-    network = ObservationNetwork("A", np.arange(0, n, settings.every), settings.error_variance)
+    network = ObservationNetwork(
+        "A", regular_network((n,), settings.every), settings.error_variance
+    )
     _, summary = cycle(
         settings,
         output,

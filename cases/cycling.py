@@ -107,9 +107,16 @@ class CyclingSettings:
         """The EnKFs to cycle: one per ``members`` entry with its localisation radius."""
         from pkf.assimilation import EnKFSetup
 
+        repeated = len(set(self.members)) < len(self.members)
         return [
-            EnKFSetup(m, self.variant, r if r > 0 else None, self.inflation)
-            for m, r in zip(self.members, self.localisation, strict=True)
+            EnKFSetup(
+                m,
+                self.variant,
+                r if r > 0 else None,
+                self.inflation,
+                name=f"enkf_{m}_{k + 1}" if repeated else None,
+            )
+            for k, (m, r) in enumerate(zip(self.members, self.localisation, strict=True))
         ]
 
 
@@ -154,6 +161,30 @@ def cycle(
     summary = report_cycles(result, output, stem, title, compared, main_field)
     output.say(describe_cycles(result, stem, compared, main_field))
     return result, summary
+
+
+def filter_styles(filters: Sequence[str]) -> dict[str, tuple[str, str, float]]:
+    """One look per filter in every figure: ``{name: (colour, line style, width)}``.
+
+    The exact KF is a thick black line under the others, the PKF blue, its order-1 update
+    orange dotted, ``kf_projected`` a thin red dash-dot line, the EnKFs green, purple, brown...
+    """
+    looks = {
+        "kf": ("k", "-", 2.6),
+        "pkf": ("C0", "-", 1.4),
+        "pkf_order1": ("C1", ":", 1.4),
+        "kf_projected": ("C3", "-.", 1.0),
+    }
+    ensembles = [name for name in filters if name not in looks]
+    colours = ("C2", "C4", "C5", "C6", "C8", "C9")
+    looks.update({name: (colours[k % len(colours)], "--", 1.2) for k, name in enumerate(ensembles)})
+    return {name: looks[name] for name in filters}
+
+
+def drawing_order(filters: Sequence[str]) -> list[str]:
+    """The exact KF first (underneath), the PKF last (on top), the others between."""
+    middle = [name for name in filters if name not in ("kf", "pkf")]
+    return [name for name in ("kf", *middle, "pkf") if name in filters]
 
 
 def _bar(quantity: str, fields: Sequence[str]) -> float | None:
@@ -233,13 +264,15 @@ def report_cycles(
         for name in filters
     }
 
+    looks = filter_styles(filters)
+    looks_fixed = ("kf", "pkf", "pkf_order1", "kf_projected")  # maps: KF, PKF and the EnKFs
     with output.step("figures"):
         scores = {
             name: {
                 "rmse": dataset[f"rmse_{main_field}"].sel(filter=name).values,
                 "spread": dataset[f"spread_{main_field}"].sel(filter=name).values,
             }
-            for name in filters
+            for name in drawing_order(filters)
         }
         output.write_figure(
             plot_cycle_scores(
@@ -247,7 +280,8 @@ def report_cycles(
                 scores,
                 title=f"{title}\nRMSE of the mean of {main_field} against the truth (solid), "
                 "spread (dashed)",
-                styles={"kf": "k"},
+                styles={name: look[0] for name, look in looks.items()},
+                widths={name: look[2] for name, look in looks.items()},
             ),
             f"{stem}_scores",
         )
@@ -264,9 +298,7 @@ def report_cycles(
             ),
             f"{stem}_distances",
         )
-        shown = [f for f in ("kf", "pkf", "pkf_order1") if f in filters] + [
-            f for f in filters if f.startswith("enkf")
-        ]
+        shown = drawing_order(filters)
         last = int(dataset["cycle"].values[-1])
         grid_dims = [d for d in dataset[compared[0]].dims if d not in ("filter", "cycle", "stage")]
         if len(grid_dims) == 1:
@@ -279,20 +311,25 @@ def report_cycles(
                         name: dataset[quantity].sel(filter=name, cycle=last, stage=stage).values
                         for name in shown
                     }
-            styles = {"kf": "k-", "pkf": "C0-", "pkf_order1": "C1:"}
-            styles.update({name: f"C{k + 2}--" for k, name in enumerate(shown[3:])})
+            styles = {name: look[0] + look[1] for name, look in looks.items()}
             output.write_figure(
-                plot_profiles(axis / length, panels, styles=styles, suptitle=title),
+                plot_profiles(
+                    axis / length,
+                    panels,
+                    styles=styles,
+                    suptitle=title,
+                    columns=2 if len(compared) <= 2 else 4,
+                ),
                 f"{stem}_profiles",
             )
         else:
             for stage in stages:
                 rows = {}
                 for quantity in compared:
+                    mapped = ["kf", "pkf", *(n for n in filters if n not in looks_fixed)]
                     rows[quantity] = {
                         name: dataset[quantity].sel(filter=name, cycle=last, stage=stage)
-                        for name in shown
-                        if name != "pkf_order1"
+                        for name in mapped
                     }
                     rows[quantity]["pkf - kf"] = dataset[quantity].sel(
                         filter="pkf", cycle=last, stage=stage

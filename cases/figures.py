@@ -214,11 +214,14 @@ def plot_profiles(
     panels: dict[str, dict[str, np.ndarray]],
     styles: dict[str, str] | None = None,
     suptitle: str | None = None,
+    columns: int | None = None,
+    xlabel: str = "x / D (D: domain length)",
 ) -> Figure:
-    """1D profiles: one panel per quantity ``{title: {line label: (nx,) values}}``."""
+    """1D profiles: one panel per quantity ``{title: {line label: (nx,) values}}``, ``columns``
+    panels per row (default up to 3)."""
     styles = styles or {}
     count = len(panels)
-    columns = min(count, 3)
+    columns = min(count, columns or 3)
     rows = -(-count // columns)
     fig = Figure(figsize=(3.6 * columns, 2.8 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
@@ -226,7 +229,7 @@ def plot_profiles(
         for label, values in lines.items():
             ax.plot(x, values, styles.get(label, "-"), label=label, markersize=2, linewidth=1.2)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("x / D", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes.ravel()[0].legend(fontsize=7)
@@ -285,6 +288,7 @@ def plot_cycle_scores(
     scores: dict[str, dict[str, np.ndarray]],
     title: str | None = None,
     styles: dict[str, str] | None = None,
+    widths: dict[str, float] | None = None,
 ) -> Figure:
     """RMSE (solid) and spread (dashed) of assimilation cycles, one colour per filter.
 
@@ -297,14 +301,16 @@ def plot_cycle_scores(
     scores : ``{filter: {"rmse": (cycles, 2), "spread": (cycles, 2)}}``, columns forecast and
         analysis.
     styles : optional colour per filter (e.g. ``"C0"``).
+    widths : optional line width per filter (default: the first, the reference, thick).
     """
     styles = styles or {}
+    widths = widths or {}
     fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     ax = fig.subplots()
     steps = np.repeat(np.asarray(times, dtype=float), 2)
     for k, (name, values) in enumerate(scores.items()):
         colour = styles.get(name, f"C{k}")
-        width = 2.6 if k == 0 else 1.3  # the first (the reference) under the others
+        width = widths.get(name, 2.6 if k == 0 else 1.3)  # the first (reference) underneath
         ax.plot(steps, np.asarray(values["rmse"]).ravel(), "-", color=colour, lw=width, label=name)
         ax.plot(steps, np.asarray(values["spread"]).ravel(), "--", color=colour, lw=1.0)
     ax.set_xlabel("time")

@@ -37,6 +37,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from generator.protocols import LabelledModel
+
 from .covariance import CovarianceModel
 from .observations import Observations
 from .state import PKFState, invert_tensor, positive_definite
@@ -98,7 +100,7 @@ def _as_list(observations: Observations | Sequence[Observations]) -> list[Observ
 def analysis(
     state: Mapping[str, ArrayLike],
     observations: Observations | Sequence[Observations],
-    lengths: float | Sequence[float] = 1.0,
+    lengths: float | Sequence[float] | LabelledModel,
     order: AnalysisOrder = 2,
     *,
     coordinates: Sequence[str] | None = None,
@@ -117,8 +119,10 @@ def analysis(
         Grid-shaped arrays in model coordinate order, 1D to 3D.
     observations : Observations or sequence of Observations
         Point observations, of any of the state's fields.
-    lengths : float or sequence of float
-        Domain length per axis (length units of the tensors).
+    lengths : float, sequence of float or generator.GeneratedModel
+        Domain length per axis (length units of the tensors), or the (PKF) model whose grid
+        the state lives on: its ``lengths`` and ``coordinates`` are used. Required: the
+        covariance model's distances depend on it, and a wrong length gives a wrong analysis.
     order : {1, 2}
         Tensor update (see the module docstring).
     coordinates : sequence of str, optional
@@ -134,7 +138,14 @@ def analysis(
     Returns
     -------
     dict of str to numpy.ndarray
-        The analysis, with the same names and tensor form as ``state``.
+        The analysis, with the same names and tensor form as ``state``: means in the units of
+        the fields, variances in their squares, tensors in length² (aspect ``s``, diffusion
+        ``nu = s / 2``) or 1/length² (metric ``g = s^-1``).
+
+    References
+    ----------
+    Pannekoucke (2021), Tellus A 73:1926660 (univariate analysis, order 1 and 2); Perrot et al.
+    (2023) for the cross-covariance model of several fields.
 
     Raises
     ------
@@ -150,11 +161,17 @@ def analysis(
     >>> n = 100
     >>> forecast = {"c": np.zeros(n), "V_c": np.ones(n), "s_c_xx": np.full(n, 0.05**2)}
     >>> obs = Observations("c", indices=[50], values=[1.0], error_variance=1.0)
-    >>> result = analysis(forecast, obs, lengths=1.0, order=2)
+    >>> result = analysis(forecast, obs, lengths=1.0, order=2)  # or lengths=the PKF model
     >>> round(float(result["c"][50]), 12), round(float(result["V_c"][50]), 12)  # V R / (V + R)
     (0.5, 0.5)
     """
-    pkf_state = PKFState.from_mapping(state, lengths, coordinates)
+    domain: float | Sequence[float]
+    if isinstance(lengths, (int, float, Sequence, np.ndarray)):
+        domain = lengths
+    else:  # a model: its grid
+        domain = tuple(float(v) for v in lengths.lengths)
+        coordinates = tuple(lengths.coordinates) if coordinates is None else coordinates
+    pkf_state = PKFState.from_mapping(state, domain, coordinates)
     return analysis_of_state(
         pkf_state, observations, order, accuracy, refit, forecast_metric
     ).to_mapping()

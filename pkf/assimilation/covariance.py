@@ -286,7 +286,9 @@ def square_root_statistics(
         if not (v > 0).all():
             raise ValueError(
                 f"square root of {f!r}: the variance is <= 0 at {int(np.count_nonzero(v <= 0))} "
-                "points; the metric is undefined there"
+                "points, so its correlation length-scale is undefined there (a perfect "
+                "observation, error variance 0, or identical ensemble members leave no "
+                "uncertainty)"
             )
     sigma = {f: np.sqrt(v) for f, v in variance.items()}
     ndim = grid.ndim

@@ -11,6 +11,7 @@ distance of every covariance parameter to the exact Kalman filter. The result is
 from __future__ import annotations
 
 import time as clock
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -210,6 +211,41 @@ def _aspect_names(state: PKFState) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_shared_constants(model: GeneratedModel, pkf_model: GeneratedModel) -> None:
+    """The constants and constant fields both models have must be equal (a PKF of another wind
+    or diffusivity than the dynamics' is a mistake, not a comparison)."""
+    shared = sorted(
+        set(model.constants + model.constant_functions)
+        & set(pkf_model.constants + pkf_model.constant_functions)
+    )
+    for name in shared:
+        a, b = model.get_constant(name), pkf_model.get_constant(name)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0):
+            raise ValueError(
+                f"pkf_model: its {name!r} differs from the model's (max difference "
+                f"{float(np.max(np.abs(a - b))) if a.shape == b.shape else 'shape'}); the PKF "
+                "must forecast the same dynamics"
+            )
+
+
+def _warn_unresolved(state: PKFState) -> None:
+    """Warn when the background's length-scales are under 2 grid spacings or over half the
+    domain: the covariance model and the diagnosed tensors are not reliable there."""
+    spacing, lengths = state.grid.spacing, state.grid.lengths
+    for f, aspect in state.aspect.items():
+        for i in range(state.grid.ndim):
+            scale = np.sqrt(aspect[i, i])
+            if scale.min() < 2 * spacing[i] or scale.max() > 0.5 * lengths[i]:
+                warnings.warn(
+                    f"background: the length-scale of {f!r} along {state.grid.coordinates[i]} "
+                    f"spans {scale.min():.3g} to {scale.max():.3g}, outside [2 dx, D/2] = "
+                    f"[{2 * spacing[i]:.3g}, {0.5 * lengths[i]:.3g}]: the covariance model and "
+                    "the diagnosed tensors are not reliable there",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+
 def _relative_l2(estimate: np.ndarray, reference: np.ndarray) -> float | None:
     norm = float(np.linalg.norm(reference))
     return None if norm == 0.0 else float(np.linalg.norm(estimate - reference)) / norm
@@ -234,6 +270,13 @@ def run_cycles(
     progress: bool = False,
 ) -> CycleResult:
     """Cycle the exact KF, the PKF and EnKFs on the same observations of a nature run.
+
+    The truth is drawn from the background's covariance model and run by ``model``; at the end
+    of each window it is observed through ``networks`` (seeded errors) and every filter is
+    forecast, then analysed, with those observations. The exact KF holds a dense square root
+    (``n`` columns per field: 1D up to a few thousand points, 2D up to about 64²). Sources:
+    Pannekoucke (2021, Tellus A 73:1926660) for the PKF analysis, Whitaker & Hamill (2002)
+    and Burgers et al. (1998) for the EnKFs, Gaspari & Cohn (1999) for localisation.
 
     Parameters
     ----------
@@ -281,7 +324,39 @@ def run_cycles(
     Raises
     ------
     ValueError
-        If the background does not hold the PKF model's fields, or the models' grids differ.
+        Before anything runs: the background does not hold the PKF model's fields (or the two
+        models are swapped), the models' grids or shared constants differ, ``model`` is not
+        linear (:class:`KalmanFilter`), an empty network or an observation of an unknown field
+        or off the grid, two EnKFs with the same label, a bad ``window``, ``dt``, ``cycles`` or
+        ``orders``.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the background's length-scales are under 2 grid spacings or over half the domain,
+        and when a PKF stops (a variance or tensor that is not positive, a non-finite
+        forecast): the failure is recorded in :attr:`CycleResult.failures` (filter, cycle,
+        stage, message) and its later records are NaN; the other filters go on.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from generator import NNModelBuilder
+    >>> from pkf import SymbolicPKF
+    >>> t, x = sp.symbols("t x")
+    >>> c = sp.Function("c")(t, x)
+    >>> equation = sp.Eq(c.diff(t), -c.diff(x))
+    >>> model = NNModelBuilder(equation, "DocTracer").build()(shape=40)
+    >>> pkf_model = NNModelBuilder(
+    ...     SymbolicPKF(equation).to_generator(form="aspect"), "DocPKFTracer"
+    ... ).build()(shape=40)
+    >>> background = {"c": np.zeros(40), "V_c": np.ones(40), "s_c_xx": np.full(40, 0.1**2)}
+    >>> network = ObservationNetwork("c", np.arange(0, 40, 5), error_variance=0.25)
+    >>> result = run_cycles(model, pkf_model, background, network, window=0.1, cycles=2, dt=0.01)
+    >>> result.dataset["V_c"].dims, [str(f) for f in result.dataset["filter"].values]
+    (('filter', 'cycle', 'stage', 'x'), ['kf', 'pkf', 'pkf_order1', 'kf_projected'])
+    >>> bool(result.distances["pkf"]["V_c"]["analysis"][0] < 0.01)  # a model-form forecast
+    True
     """
     grid = model_grid(model)
     if model_grid(pkf_model) != grid:
@@ -289,10 +364,15 @@ def run_cycles(
             f"pkf_model: grid {model_grid(pkf_model)} differs from the model's grid {grid}"
         )
     if set(background) != set(pkf_model.prognostic_functions):
+        swapped = set(background) == set(model.prognostic_functions) or set(
+            model.prognostic_functions
+        ) >= {f"V_{f}" for f in pkf_model.prognostic_functions}
         raise ValueError(
             f"background: expected the PKF model's fields {list(pkf_model.prognostic_functions)}, "
             f"got {sorted(background)}"
+            + (" (are model and pkf_model swapped? the dynamics comes first)" if swapped else "")
         )
+    _check_shared_constants(model, pkf_model)
     state0 = PKFState.from_mapping(background, grid.lengths, grid.coordinates)
     if set(state0.fields) != set(model.prognostic_functions):
         raise ValueError(
@@ -300,6 +380,27 @@ def run_cycles(
             f"{list(model.prognostic_functions)}"
         )
     networks = [networks] if isinstance(networks, ObservationNetwork) else list(networks)
+    if not networks or not all(isinstance(n, ObservationNetwork) for n in networks):
+        raise ValueError(
+            "networks: expected an ObservationNetwork or a non-empty sequence of them, got "
+            f"{networks!r}"
+        )
+    for network in networks:  # every field, index and error variance checked before any run
+        Observations(
+            network.field,
+            network.indices,
+            np.zeros(len(np.atleast_1d(network.indices))),
+            network.error_variance,
+            shape=grid.shape,
+        ).check_grid(grid.shape, state0.fields)
+    labels = [setup.label for setup in ensembles]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"ensembles: two or more EnKFs are labelled {repeated}; give each a name "
+            "(EnKFSetup(..., name='enkf_40_stochastic'))"
+        )
+    _warn_unresolved(state0)
     window = finite_float(window, "window", "positive")
     cycles = positive_int(cycles, "cycles")
     steps = int(np.ceil(window / finite_float(dt, "dt", "positive") - 1e-9))
@@ -442,7 +543,16 @@ def run_cycles(
                 records[name]["analysis"].append(_aspect_names(analysed))
                 pkf_states[name] = analysed
             except (AnalysisError, FloatingPointError, ValueError) as error:
-                failures[name] = f"cycle {cycle + 1}: {error}"
+                stage = "analysis" if len(records[name]["forecast"]) > cycle else "forecast"
+                failures[name] = f"cycle {cycle + 1}, {stage}: {error}"
+                warnings.warn(
+                    f"run_cycles: {name} stopped at the {stage} of cycle {cycle + 1} ({error}); "
+                    "its later records are NaN. When a forecast or a tensor update failed, a "
+                    "finer grid (length-scales of 4 grid spacings or more) or a shorter window "
+                    "usually helps",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 while len(records[name]["analysis"]) < cycle + 1:
                     for stage in STAGES:
                         if len(records[name][stage]) < cycle + 1:
@@ -467,7 +577,17 @@ def run_cycles(
             records["kf_projected"]["analysis"].append(diagnosed(projection))
 
     result = _result(
-        model, grid, state0.fields, names, records, truths, observed, seconds, failures, window
+        model,
+        grid,
+        state0.fields,
+        names,
+        records,
+        truths,
+        observed,
+        seconds,
+        failures,
+        window,
+        step,
     )
     kf_records = {stage: [r for r in records["kf"][stage] if r is not None] for stage in STAGES}
     result.diagnostics = {
@@ -509,7 +629,7 @@ def _column_misfit(
     return float(np.linalg.norm(np.concatenate(fitted) - reference) / np.linalg.norm(reference))
 
 
-def _result(model, grid, fields, names, records, truths, observed, seconds, failures, window):
+def _result(model, grid, fields, names, records, truths, observed, seconds, failures, window, step):
     reference = records["kf"]
     variables = list(reference["forecast"][0])
     distances: dict[str, dict[str, dict[str, list[float | None]]]] = {}
@@ -612,7 +732,7 @@ def _result(model, grid, fields, names, records, truths, observed, seconds, fail
         attrs={"long_name": "cycle number", "units": "1"},
     )
     coords["time"] = xr.DataArray(
-        window * np.arange(1, cycles + 1),
+        np.round(window * np.arange(1, cycles + 1), 12),
         dims=("cycle",),
         attrs={"long_name": "analysis time", "units": model.time_units or "1"},
     )
@@ -623,6 +743,7 @@ def _result(model, grid, fields, names, records, truths, observed, seconds, fail
     )
     extra: dict[str, object] = {
         **model_attributes(model),
+        "dt": step,
         "window": window,
         "cycles": cycles,
         "failures": str(failures) if failures else "none",

@@ -142,8 +142,19 @@ class EnKF:
                 f"{ {f: v.shape for f, v in ensemble.items()} }"
             )
         self.size = positive_int(sizes.pop(), "members", minimum=2)
+        for f, values in ensemble.items():
+            if np.all(np.ptp(values, axis=0) == 0):
+                raise ValueError(
+                    f"members[{f!r}]: all {self.size} members are identical (no spread): an "
+                    "EnKF needs members drawn around the mean (see EnKF.from_pkf_state)"
+                )
         self.members = ensemble
         self.variant: EnKFVariant = variant
+        if localisation_radius is not None and not localisation_radius > 0:
+            raise ValueError(
+                f"localisation_radius: expected a distance > 0, or None for no localisation, "
+                f"got {localisation_radius!r}"
+            )
         self.localisation_radius = (
             None
             if localisation_radius is None

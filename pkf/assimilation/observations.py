@@ -239,6 +239,10 @@ def regular_network(
 ) -> np.ndarray:
     """Indices of a regular observation network: every ``every`` points along each axis.
 
+    On the periodic grid the last point of an axis is dropped when it lies closer than
+    ``every / 2`` to the first one across the boundary (241 points every 10: 0, 10, ..., 230,
+    not 240 beside 0), so that no two observations are nearly on top of each other.
+
     Returns
     -------
     numpy.ndarray
@@ -248,6 +252,8 @@ def regular_network(
     --------
     >>> regular_network((8, 8), 4).tolist()
     [[0, 0], [0, 4], [4, 0], [4, 4]]
+    >>> regular_network((241,), 10)[-2:].ravel().tolist()
+    [220, 230]
     """
     shape = tuple(int(n) for n in shape)
     steps = np.atleast_1d(np.asarray(every))
@@ -255,6 +261,11 @@ def regular_network(
         steps = np.repeat(steps, len(shape))
     if steps.shape != (len(shape),) or steps.dtype.kind not in "iu" or (steps < 1).any():
         raise ValueError(f"every: expected a positive integer step per axis, got {every!r}")
-    axes = [np.arange(offset % n, n, int(s)) for n, s in zip(shape, steps, strict=True)]
+    axes = []
+    for n, step in zip(shape, steps, strict=True):
+        points = np.arange(offset % n, n, int(step))
+        if len(points) > 1 and (points[0] + n - points[-1]) < step / 2:
+            points = points[:-1]
+        axes.append(points)
     grids = np.meshgrid(*axes, indexing="ij")
     return np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)

@@ -84,7 +84,9 @@ def single_observation_errors(state, point, accuracy, coordinates):
     P = model.matrix()
     flat = np.ravel_multi_index(point, shape)
     mean, P_a = exact_update(P, [flat], [1.0], state["c"].ravel(), 0.25)
-    result = analysis(state, Observations("c", [point], [1.0], 0.25), order=2, accuracy=accuracy)
+    result = analysis(
+        state, Observations("c", [point], [1.0], 0.25), order=2, accuracy=accuracy, lengths=1.0
+    )
     spacing = tuple(1.0 / n for n in shape)
     g_kf, g_f = (
         dense_metric(P_a, shape, spacing, accuracy),
@@ -139,7 +141,7 @@ def test_serial_processing_equals_the_batch_update_1d_and_3d():
     points, values = [3, 10, 11, 40, 70], [0.2, -0.3, 0.1, 1.0, 0.0]
     P = CovarianceModel(PKFState.from_mapping(state)).matrix()
     mean, P_a = exact_update(P, points, values, state["c"], 0.3)
-    result = analysis(state, Observations("c", points, values, 0.3))
+    result = analysis(state, Observations("c", points, values, 0.3), lengths=1.0)
     np.testing.assert_allclose(result["V_c"], np.diag(P_a), atol=1e-12)
     np.testing.assert_allclose(result["c"], mean, atol=1e-12)
 
@@ -159,7 +161,7 @@ def test_serial_processing_equals_the_batch_update_1d_and_3d():
     P3 = CovarianceModel(PKFState.from_mapping(state3)).matrix()
     flat = [np.ravel_multi_index(p, shape) for p in points3]
     mean3, P3_a = exact_update(P3, flat, [1.0, 0.5, -1.0], state3["c"].ravel(), 0.1)
-    result3 = analysis(state3, Observations("c", points3, [1.0, 0.5, -1.0], 0.1))
+    result3 = analysis(state3, Observations("c", points3, [1.0, 0.5, -1.0], 0.1), lengths=1.0)
     np.testing.assert_allclose(result3["V_c"].ravel(), np.diag(P3_a), atol=1e-12)
     np.testing.assert_allclose(result3["c"].ravel(), mean3, atol=1e-12)
     # every one of the six components is updated and the tensor stays positive definite
@@ -195,8 +197,8 @@ def test_order_2_3d_tensor_converges_to_the_metric_of_the_exact_analysis():
 def test_order_1_scales_the_metric_by_the_variance_ratio():
     state = state_2d(24, True)
     obs = Observations("c", [(3, 4), (10, 12)], [0.5, -0.5], 0.2)
-    first = analysis(state, obs, order=1)
-    second = analysis(state, obs, order=2)
+    first = analysis(state, obs, order=1, lengths=1.0)
+    second = analysis(state, obs, order=2, lengths=1.0)
     np.testing.assert_array_equal(first["V_c"], second["V_c"])
     expected = (state["V_c"] / first["V_c"]) * inverse(tensor(state, "s", "c", "xy"))
     np.testing.assert_allclose(inverse(tensor(first, "s", "c", "xy")), expected, rtol=1e-10)
@@ -212,9 +214,9 @@ def test_metric_and_diffusion_forms_give_the_same_analysis():
         metric_state[f"g_c_{pair}"] = metric[i, j]
         diffusion_state[f"nu_c_{pair}"] = aspect[i, j] / 2
     obs = Observations("c", [(5, 5)], [1.0], 0.25)
-    reference = analysis(state, obs)
-    from_metric = analysis(metric_state, obs)
-    from_diffusion = analysis(diffusion_state, obs)
+    reference = analysis(state, obs, lengths=1.0)
+    from_metric = analysis(metric_state, obs, lengths=1.0)
+    from_diffusion = analysis(diffusion_state, obs, lengths=1.0)
     assert set(from_metric) == set(metric_state) and set(from_diffusion) == set(diffusion_state)
     result_metric = inverse(tensor(from_metric, "g", "c", "xy"))
     np.testing.assert_allclose(result_metric, tensor(reference, "s", "c", "xy"), rtol=1e-10)
@@ -240,7 +242,7 @@ def test_an_observation_of_A_corrects_B_through_the_cross_covariance():
     P = CovarianceModel(PKFState.from_mapping(state)).matrix()
     stacked = np.concatenate([state["A"], state["B"]])
     mean, P_a = exact_update(P, points, values, stacked, 0.25)
-    result = analysis(state, Observations("A", points, values, 0.25))
+    result = analysis(state, Observations("A", points, values, 0.25), lengths=1.0)
     np.testing.assert_allclose(result["A"], mean[:n], atol=1e-12)
     np.testing.assert_allclose(result["B"], mean[n:], atol=1e-12)
     np.testing.assert_allclose(result["V_B"], np.diag(P_a)[n:], atol=1e-12)
@@ -249,7 +251,7 @@ def test_an_observation_of_A_corrects_B_through_the_cross_covariance():
     assert not np.allclose(result["s_B_xx"], state["s_B_xx"])
     # without a cross-covariance, A's observations leave B alone
     independent = {k: v for k, v in state.items() if k != "V_AB"}
-    alone = analysis(independent, Observations("A", points, values, 0.25))
+    alone = analysis(independent, Observations("A", points, values, 0.25), lengths=1.0)
     np.testing.assert_array_equal(alone["B"], state["B"])
     np.testing.assert_array_equal(alone["V_B"], state["V_B"])
 
@@ -258,11 +260,14 @@ def test_refit_equals_the_serial_update_for_one_observation_and_differs_for_seve
     state = state_1d(100, True)
     one = Observations("c", [30], [1.0], 0.25)
     np.testing.assert_allclose(
-        analysis(state, one, refit=True)["s_c_xx"], analysis(state, one)["s_c_xx"], rtol=1e-13
+        analysis(state, one, refit=True, lengths=1.0)["s_c_xx"],
+        analysis(state, one, lengths=1.0)["s_c_xx"],
+        rtol=1e-13,
     )
     several = Observations("c", [30, 33], [1.0, 0.0], 0.25)
     assert not np.allclose(
-        analysis(state, several, refit=True)["V_c"], analysis(state, several)["V_c"]
+        analysis(state, several, refit=True, lengths=1.0)["V_c"],
+        analysis(state, several, lengths=1.0)["V_c"],
     )
 
 
@@ -288,24 +293,25 @@ def test_bad_observations_are_named(make, message):
 def test_bad_analysis_input_is_named():
     state = state_1d(50, False)
     with pytest.raises(ValueError, match="unknown field 'q'"):
-        analysis(state, Observations("q", [3], [1.0], 0.1))
+        analysis(state, Observations("q", [3], [1.0], 0.1), lengths=1.0)
     with pytest.raises(ValueError, match=r"index \(60,\) is off the grid of shape \(50,\)"):
-        analysis(state, Observations("c", [60], [1.0], 0.1))
+        analysis(state, Observations("c", [60], [1.0], 0.1), lengths=1.0)
     with pytest.raises(ValueError, match="2D indices for a 1D grid"):
-        analysis(state, Observations("c", [(1, 2)], [1.0], 0.1))
+        analysis(state, Observations("c", [(1, 2)], [1.0], 0.1), lengths=1.0)
     with pytest.raises(ValueError, match="tensor component 's_c_xy' of field 'c' is missing"):
         analysis(
             {k: v for k, v in state_2d(20, False).items() if k != "s_c_xy"},
             Observations("c", [(1, 2)], [1.0], 0.1),
+            lengths=1.0,
         )
     with pytest.raises(ValueError, match=r"state\['V_c'\]: variances must be > 0"):
-        analysis({**state, "V_c": -state["V_c"]}, Observations("c", [3], [1.0], 0.1))
+        analysis({**state, "V_c": -state["V_c"]}, Observations("c", [3], [1.0], 0.1), lengths=1.0)
     with pytest.raises(ValueError, match="unknown entries"):
-        analysis({**state, "extra": state["c"]}, Observations("c", [3], [1.0], 0.1))
+        analysis({**state, "extra": state["c"]}, Observations("c", [3], [1.0], 0.1), lengths=1.0)
     with pytest.raises(ValueError, match="order: expected 1 or 2"):
-        analysis(state, Observations("c", [3], [1.0], 0.1), order=3)  # type: ignore[arg-type]
+        analysis(state, Observations("c", [3], [1.0], 0.1), order=3, lengths=1.0)  # type: ignore[arg-type]
     with pytest.raises(AnalysisError, match="variance of 'c' is <= 0"):
-        analysis(state, Observations("c", [3], [1.0], 0.0))  # a perfect observation
+        analysis(state, Observations("c", [3], [1.0], 0.0), lengths=1.0)  # a perfect observation
 
 
 def test_from_truth_draws_seeded_errors_with_the_given_variance():

@@ -227,3 +227,68 @@ def test_projection_onto_the_covariance_model(models):
     assert 0 < dropped < 0.01
     assert np.linalg.norm(kf.covariance() - model) / np.linalg.norm(model) < 3 * dropped + 1e-12
     np.testing.assert_allclose(kf.statistics().variance["c"], V, rtol=3 * dropped)
+
+
+def test_run_cycles_refuses_inconsistent_setups_before_running(models):
+    tracer, pkf_model = models
+    network = ObservationNetwork("c", np.arange(0, N, 6), 0.25)
+
+    def cycles(**changes):
+        arguments = {
+            "model": tracer,
+            "pkf_model": pkf_model,
+            "background": BACKGROUND,
+            "networks": network,
+            "window": 0.1,
+            "cycles": 1,
+            "dt": 0.01,
+        }
+        arguments.update(changes)
+        return run_cycles(**arguments)
+
+    with pytest.raises(ValueError, match="swapped"):
+        cycles(model=pkf_model, pkf_model=tracer)
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        cycles(networks=[])
+    with pytest.raises(ValueError, match="unknown field 'q'"):
+        cycles(networks=ObservationNetwork("q", [1], 0.25))
+    with pytest.raises(ValueError, match=r"index \(60,\) is off the grid"):
+        cycles(networks=ObservationNetwork("c", [60], 0.25))
+    with pytest.raises(ValueError, match=r"labelled \['enkf_10'\]"):
+        cycles(ensembles=[EnKFSetup(10), EnKFSetup(10, variant="stochastic")])
+    other = type(pkf_model)(shape=N, lengths=1.0, a=2 * SPEED)
+    with pytest.raises(ValueError, match="its 'a' differs from the model's"):
+        cycles(pkf_model=other)
+
+
+def test_kalman_filter_refuses_a_nonlinear_model():
+    from generator import NNModelBuilder
+
+    t, x = sp.symbols("t x")
+    u = sp.Function("u")(t, x)
+    burgers = NNModelBuilder(sp.Eq(u.diff(t), -u * u.diff(x)), "AssimilationBurgers").build()(
+        shape=N
+    )
+    state = {"u": np.zeros(N), "V_u": np.ones(N), "s_u_xx": np.full(N, 0.15**2)}
+    with pytest.raises(ValueError, match="AssimilationBurgers is not linear"):
+        KalmanFilter.from_pkf_state(burgers, state)
+
+
+def test_enkf_refuses_identical_members_and_says_none_for_no_localisation(models):
+    tracer, _ = models
+    with pytest.raises(ValueError, match="identical"):
+        EnKF(tracer, {"c": np.zeros((10, N))})
+    with pytest.raises(ValueError, match="or None for no localisation"):
+        EnKF.from_pkf_state(tracer, BACKGROUND, members=10, localisation_radius=0.0)
+
+
+def test_a_stopped_pkf_is_warned_about_and_recorded(models):
+    tracer, pkf_model = models
+    # a perfect observation (error variance 0) leaves zero variance: the PKF analysis stops
+    network = ObservationNetwork("c", [10], 0.0)
+    with pytest.warns(RuntimeWarning, match="pkf stopped at the analysis of cycle 1"):
+        result = run_cycles(
+            tracer, pkf_model, BACKGROUND, network, 0.1, 1, 0.01, orders=(2,), projected=False
+        )
+    assert result.failures["pkf"].startswith("cycle 1, analysis:")
+    assert np.isnan(result.dataset["V_c"].sel(filter="pkf", stage="analysis")).all()
