@@ -24,6 +24,7 @@ from generator.conventions import package_version
 from generator.integrate import enable_compilation_cache
 
 from . import CASES, load_case
+from .derive_output import DERIVE_CLOSURES, DERIVE_FORMATS, NO_LIMITS
 
 if TYPE_CHECKING:
     from pkf.forms import PKFForm
@@ -63,6 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the case studies")
 
+    study = sub.add_parser(
+        "study",
+        help="run your own case study described in a TOML file (see docs/studies/)",
+        description="Derive, close and generate the PKF of the dynamics of a study file, run it "
+        "against a reference ensemble and write netCDF, figures and summary.json.",
+    )
+    study.add_argument("file", metavar="FILE.toml", help="the study file")
+    study.add_argument("--quick", action="store_true", help="apply the file's [quick] settings")
+    study.add_argument("--out", help="output directory (default results/<file stem>)")
+    study.add_argument("--quiet", action="store_true", help="no progress output")
+    cluster = study.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        help="run the ensemble on a local Dask cluster of N single-threaded worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler", help="run the ensemble on the Dask cluster at this scheduler address"
+    )
+
     generate = sub.add_parser(
         "generate",
         help="write the generated model module of a system",
@@ -92,7 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="diffusion",
         help="tensor parametrising the correlations (default diffusion)",
     )
-    derive.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
+    derive.add_argument(
+        "--format",
+        choices=DERIVE_FORMATS,
+        default=None,
+        help="output: text (default), latex, srepr or json (see below)",
+    )
+    derive.add_argument("--latex", action="store_true", help="the same as --format latex")
+    derive.add_argument(
+        "--closure",
+        choices=DERIVE_CLOSURES,
+        metavar="NAME",
+        help=f"print the system closed with a named closure: {', '.join(DERIVE_CLOSURES)}",
+    )
     return parser
 
 
@@ -131,6 +164,29 @@ def _run_case(args: argparse.Namespace) -> int:
         if client is not None:
             print(f"pkfnet: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
         run_case(args.case, case, settings, Output(out, quiet=quiet, client=client))
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    """``pkfnet study FILE.toml``: everything is validated before the output directory exists."""
+    from generator import NonFiniteStateError
+
+    from .study import Output, prepare_output_directory
+    from .study_file import load_study
+    from .user_study import prepare, run
+
+    try:
+        study = prepare(load_study(args.file), quick=args.quick)
+        out = prepare_output_directory(args.out or Path("results") / study.name)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    with _cluster(args.workers, args.scheduler) as client:
+        if client is not None:
+            print(f"pkfnet: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
+        try:
+            run(study, Output(out, quiet=args.quiet, client=client))
+        except NonFiniteStateError as err:
+            raise UserError(f"{args.file}: {err}") from None
     return 0
 
 
@@ -221,7 +277,30 @@ def _derive_epilog() -> str:
 examples:
   pkfnet derive "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x))"
   pkfnet derive "Eq(Derivative(c(t,x,y),t), -U(x,y)*Derivative(c(t,x,y),x))" --form aspect
-  pkfnet derive --file burgers.py --latex
+  pkfnet derive --file burgers.py --format latex
+  pkfnet derive "Eq(Derivative(u(t,x),t), kappa*Derivative(u(t,x),x,2))" --closure P18
+
+output (--format; --latex is --format latex):
+  text   pretty-printed equations and unclosed terms (the default)
+  latex  the same in LaTeX
+  srepr  sympy srepr, one expression per paragraph; headings on lines starting with '#'
+  json   one document: {{"pkfnet_version", "form", "closure" (null without --closure),
+         "equations": [{{"field", "lhs_latex", "lhs_srepr", "rhs_latex", "rhs_srepr"}}],
+         "unclosed_terms": [{{"slot", "latex", "srepr"}}],
+         "closed_terms": [{{"slot", "latex", "srepr", "closure_latex", "closure_srepr"}}]}}
+  "slot" names the function closure_...(t, x, ...) standing for a term in generated models.
+  srepr text evaluates (in Python, for text you trust) to the same expression with sympy's
+  names plus Expectation (pkf.expectation.Expectation, the E[.] of the unclosed terms); the
+  normalised errors are written Function('eps_u', random=True).
+
+closures (--closure NAME: the closed system is printed; a closure that does not apply to a
+term is an error):
+  none, zero      every unclosed term set to 0
+  quasi-gaussian  locally Gaussian correlations (the terms E[eps_f d^a eps_f] of one field)
+  P18             Pannekoucke, Bocquet & Menard 2018 (Burgers): E[eps_f d_x^4 eps_f] of 1D
+                  systems, d_x^2 nu/nu^2 + 3/(4 nu^2) - 2 (d_x nu)^2/nu^3
+  quasi-gaussian on equation text (its expansion grows fast): 1D any term; 2D terms of
+  order 4 in the aspect and diffusion forms; 3D none (use a trusted --file)
 
 Several equations are separated by ';'. The fields are taken in sorted order of their names,
 so the output does not depend on the order of the equations.
@@ -331,6 +410,14 @@ def _generate(args: argparse.Namespace) -> int:
 def _derive(args: argparse.Namespace) -> int:
     from pkf import SymbolicPKF
 
+    from .derive_output import (
+        Derivation,
+        DeriveError,
+        close_named,
+        derivation_json,
+        derivation_srepr,
+        derivation_text,
+    )
     from .parsing import (
         LimitError,
         check_derivation_limits,
@@ -338,27 +425,31 @@ def _derive(args: argparse.Namespace) -> int:
         check_output_size,
     )
 
-    render = _renderer(args.latex)  # fails early when standard output is closed
+    output_format = _derive_format(args)
+    render = _renderer(output_format == "latex")  # fails early when standard output is closed
     equations = _load_equations(args)
     try:
         pkf = SymbolicPKF(equations)  # validates the system; derives nothing yet
         if args.file is None:  # equation text: parse_equations gave a list
             check_derivation_limits(cast(list, equations), args.form)
             check_derived_size(pkf, args.form)
-        system = getattr(pkf, f"in_{args.form}")
         unclosed = pkf.unclosed_terms
+        slots = pkf.closure_slots
+        closed = close_named(pkf, args.closure, args.form, text=args.file is None)
+        system = pkf.to_generator(args.form) if closed else getattr(pkf, f"in_{args.form}")
+    except DeriveError as err:
+        raise UserError(str(err)) from None
     except LimitError as err:
         raise UserError(f"cannot derive the PKF dynamics: {err}{_NO_LIMITS}") from None
     except ValueError as err:
         raise UserError(f"cannot derive the PKF dynamics: {err}") from None
-    blocks = [f"PKF dynamics ({args.form} form), {len(system)} equations:\n\n"]
-    blocks += [render(equation) + "\n\n" for equation in system]
-    if unclosed:
-        blocks.append(f"Unclosed terms ({len(unclosed)}):\n\n")
-        blocks += [render(term) + "\n\n" for term in unclosed]
+    derivation = Derivation(args.form, args.closure, system, unclosed, slots, closed)
+    if output_format == "json":
+        text = derivation_json(derivation)
+    elif output_format == "srepr":
+        text = derivation_srepr(derivation)
     else:
-        blocks.append("Unclosed terms: none (the PKF system is closed)\n")
-    text = "".join(blocks)
+        text = derivation_text(derivation, render)
     if args.file is None:
         try:
             check_output_size(text)
@@ -368,8 +459,14 @@ def _derive(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Appended to the messages of the limits on equation text.
-_NO_LIMITS = " (a trusted --file has no limits)"
+def _derive_format(args: argparse.Namespace) -> str:
+    """``--format``, with ``--latex`` as another spelling of ``--format latex``."""
+    if args.latex and args.format not in (None, "latex"):
+        raise UserError(f"--latex means --format latex; give --format {args.format} alone")
+    return "latex" if args.latex else args.format or "text"
+
+
+_NO_LIMITS = NO_LIMITS
 
 
 def _renderer(latex: bool) -> Callable[[object], str]:
@@ -479,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
             status = 0
         elif args.command == "run":
             status = _run_case(args)
+        elif args.command == "study":
+            status = _study(args)
         elif args.command == "generate":
             status = _generate(args)
         else:

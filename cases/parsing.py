@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -42,6 +42,7 @@ __all__ = [
     "check_derived_size",
     "check_output_size",
     "parse_equations",
+    "parse_expression",
 ]
 
 # -- limits of any equation text ---------------------------------------------------------------
@@ -340,30 +341,30 @@ def _check_nesting(tree: ast.Module) -> None:
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
-def _check_syntax(tree: ast.AST) -> None:
+def _check_syntax(tree: ast.AST, where: str = "equations") -> None:
     """Reject any node, name, literal or call outside the whitelist (no evaluation)."""
     allowed_calls = set(ALLOWED_FUNCTIONS)
     strings = set()
     for node in ast.walk(tree):
         if not isinstance(node, _NODES):
             what = _DESCRIPTIONS.get(type(node), f"'{type(node).__name__}' syntax")
-            raise ValueError(f"{what} not allowed in equations")
+            raise ValueError(f"{what} not allowed in {where}")
         if isinstance(node, ast.Name):
             if node.id.startswith("_"):
                 raise ValueError(f"names starting with '_' are not allowed: {node.id!r}")
             if node.id in _INTERNAL:
                 raise ValueError(f"the name {node.id!r} is reserved; choose another name")
         elif isinstance(node, ast.Call):
-            _check_call(node, allowed_calls)
+            _check_call(node, allowed_calls, where)
             if isinstance(node.func, ast.Name) and node.func.id in _NAME_CONSTRUCTORS:
                 strings.add(id(node.args[0]))
         elif isinstance(node, ast.Constant):
             _check_constant(node, strings)
 
 
-def _check_call(node: ast.Call, allowed_calls: set[str]) -> None:
+def _check_call(node: ast.Call, allowed_calls: set[str], where: str = "equations") -> None:
     if node.keywords:
-        raise ValueError("keyword arguments not allowed in equations")
+        raise ValueError(f"keyword arguments not allowed in {where}")
     func = node.func
     if isinstance(func, ast.Call):
         inner = func.func
@@ -371,7 +372,7 @@ def _check_call(node: ast.Call, allowed_calls: set[str]) -> None:
             raise ValueError("only Function('name')(...) may be called on a call's result")
         return
     if isinstance(func, ast.Attribute):
-        raise ValueError("attribute access not allowed in equations")
+        raise ValueError(f"attribute access not allowed in {where}")
     if not isinstance(func, ast.Name):
         raise ValueError("only sympy functions and field names may be called")
     if func.id in _CONSTANTS:
@@ -476,6 +477,102 @@ def _evaluate(source: str) -> sp.Eq:
     if not isinstance(equation, sp.Equality):
         raise ValueError(f"{_short(source)} is not an equation Eq(lhs, rhs)")
     return equation
+
+
+#: Functions an expression (:func:`parse_expression`) may call: the elementary functions.
+_ELEMENTARY = ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "Abs")
+
+
+def parse_expression(
+    text: str, symbols: Mapping[str, sp.Expr], derivatives: bool = False
+) -> sp.Expr:
+    """Parse an untrusted expression (a field of the coordinates, a closure) into sympy.
+
+    The same whitelist and limits as :func:`parse_equations`, narrower: allowed are numbers,
+    ``+ - * / **``, parentheses, the names of ``symbols`` (each stands for its value, e.g.
+    ``x`` for the coordinate or ``nu_u_xx`` for the function ``nu_u_xx(t, x)``), ``pi``,
+    ``E``, ``Rational(p, q)``, the elementary functions (``exp log sqrt sin cos tan sinh cosh
+    tanh Abs``) and, with ``derivatives``, ``Derivative(f, x)`` / ``Derivative(f, (x, 2))``.
+    Nothing is executed.
+
+    Parameters
+    ----------
+    text : str
+        The expression, e.g. ``"1 + 0.3*sin(2*pi*x)"``.
+    symbols : mapping of str to sympy.Expr
+        The names the expression may use and what they stand for.
+    derivatives : bool, default False
+        Allow ``Derivative(...)`` (of total order at most :data:`MAX_DERIVATIVE_ORDER`).
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    ValueError
+        One line naming the offending construct or name (:class:`LimitError` beyond a limit).
+
+    Examples
+    --------
+    >>> x = sp.Symbol("x")
+    >>> parse_expression("1 + 0.3*sin(2*pi*x)", {"x": x})
+    0.3*sin(2*pi*x) + 1
+    >>> parse_expression("x.__class__", {"x": x})
+    Traceback (most recent call last):
+    ...
+    ValueError: attribute access not allowed in expressions
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"an expression must be text, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise LimitError(f"expression is {len(text)} characters long; at most {MAX_LENGTH}")
+    if not text.strip():
+        raise ValueError("empty expression")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"invalid syntax in expression: {err.msg}") from None
+    except (MemoryError, RecursionError):
+        raise LimitError("expression is nested too deeply") from None
+    body = tree.body
+    _check_nesting(cast(ast.Module, tree))
+    _check_syntax(body, "expressions")
+    calls = {*_ELEMENTARY, "Rational", *(("Derivative",) if derivatives else ())}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else ""
+            if name not in calls:
+                what = f"{name}(...)" if name else "calling a call's result"
+                raise ValueError(
+                    f"{what} not allowed in an expression; callable: {', '.join(sorted(calls))}"
+                )
+        elif isinstance(node, ast.Name) and not (
+            node.id in symbols or node.id in _CONSTANTS or node.id in calls
+        ):
+            known = ", ".join(sorted(symbols)) or "none"
+            raise ValueError(f"unknown name {node.id!r} in expression; known names: {known}")
+    source = ast.unparse(ast.fix_missing_locations(_UnaryAsProduct().visit(body)))
+    try:
+        raw = parse_expr(
+            source,
+            local_dict=dict(symbols),
+            global_dict=_namespace(),
+            transformations=(auto_symbol, auto_number),
+            evaluate=False,
+        )
+        expression = _rebuild(raw)
+    except RecursionError:
+        raise LimitError("expression is nested too deeply") from None
+    except LimitError:
+        raise
+    except (TypeError, ValueError, AttributeError, sp.SympifyError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot build {_short(source)}: {first_line}") from None
+    if not isinstance(expression, sp.Expr):
+        raise ValueError(f"{_short(source)} is not an expression")
+    _check_terms(expression)
+    return expression
 
 
 def _short(expr: object, width: int = 60) -> str:

@@ -2,7 +2,9 @@
 
 Public API: :class:`Dimension` and :class:`DimensionSystem` (physical dimensions of PKF
 quantities and expressions), :func:`dictionary` (dimensionally consistent candidate terms)
-and :func:`quasi_gaussian_proposal`, :func:`as_trainable_expression` and
+and :func:`quasi_gaussian_proposal`, the named proposals (:func:`named_proposal`,
+:func:`closure_names`, :func:`close`: ``"quasi-gaussian"``, ``"P18"``),
+:func:`as_trainable_expression` and
 :func:`linear_closure_model` / :func:`plug_linear_closure` (closure models),
 :func:`least_squares`, :func:`stlsq` and :func:`fit_dictionary` (linear fits of the
 coefficients, saved to JSON).  Keras is imported only by the closure-model functions.
@@ -27,6 +29,12 @@ from .dimensions import DimensionError as DimensionError
 from .dimensions import DimensionSystem as DimensionSystem
 from .dimensions import Quantity as Quantity
 from .dimensions import field_unit as field_unit
+from .proposals import CLOSURE_NAMES as CLOSURE_NAMES
+from .proposals import PROPOSAL_NAMES as PROPOSAL_NAMES
+from .proposals import ClosureName as ClosureName
+from .proposals import close as close
+from .proposals import closure_names as closure_names
+from .proposals import named_proposal as named_proposal
 
 if TYPE_CHECKING:  # imported lazily at run time (Keras), see __getattr__
     from .fitting import FitMethod as FitMethod
@@ -84,6 +92,12 @@ __all__ = [
     "reflection_parity",
     "Proposal",
     "quasi_gaussian_proposal",
+    "CLOSURE_NAMES",
+    "PROPOSAL_NAMES",
+    "ClosureName",
+    "close",
+    "closure_names",
+    "named_proposal",
     *_LAZY,
 ]
 

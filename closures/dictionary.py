@@ -252,6 +252,22 @@ class Proposal:
     def expression(self) -> sp.Expr:
         return sp.Add(*(c * t for c, t in zip(self.coefficients, self.terms, strict=True)))
 
+    @classmethod
+    def from_expression(cls, expression: sp.Expr) -> Proposal:
+        """Split a sum of rational multiples of monomials into terms and coefficients.
+
+        Terms are sorted as in :func:`dictionary` (degree in the derivatives, then
+        derivative order, then sympy's order).
+
+        >>> x = sp.Symbol("x")
+        >>> nu = sp.Function("nu")(x)
+        >>> Proposal.from_expression(nu.diff(x, 2) / nu**2 + sp.Rational(3, 4) / nu**2)
+        Proposal(terms=[nu(x)**(-2), Derivative(nu(x), (x, 2))/nu(x)**2], coefficients=[3/4, 1])
+        """
+        pairs = [t.as_coeff_Mul() for t in sp.Add.make_args(sp.expand(expression))]
+        pairs.sort(key=lambda pair: _generic_key(pair[1]))
+        return cls([t for _, t in pairs], [sp.Rational(c) for c, _ in pairs])
+
 
 def quasi_gaussian_proposal(
     pkf: SymbolicPKF, term: sp.Expr, form: PKFForm = "diffusion"
@@ -286,10 +302,7 @@ def quasi_gaussian_proposal(
             aspect[i, j]: target[i, j] for i in range(aspect.rows) for j in range(i, aspect.cols)
         }
         expression = expression.subs(mapping)
-    expression = sp.expand(expression.doit())
-    pairs = [t.as_coeff_Mul() for t in sp.Add.make_args(expression)]
-    pairs.sort(key=lambda pair: _generic_key(pair[1]))
-    return Proposal([t for _, t in pairs], [sp.Rational(c) for c, _ in pairs])
+    return Proposal.from_expression(expression.doit())
 
 
 # -- internals ---------------------------------------------------------------------------

@@ -219,3 +219,141 @@ def test_run_on_a_local_dask_cluster_gives_the_in_process_numbers(tmp_path):
             assert [v is None for v in remote] == [v is None for v in values]
             for a, b in zip(remote, values, strict=True):
                 assert b is None or a == pytest.approx(b, rel=1e-10, abs=1e-14), (key, name)
+
+
+# -- pkfnet derive --format / --closure (issue 18) ---------------------------------------------
+BURGERS_TEXT = (
+    "Eq(Derivative(u(t,x),t), -u(t,x)*Derivative(u(t,x),x) + kappa*Derivative(u(t,x),x,2))"
+)
+
+
+def _burgers_pkf():
+    import sympy as sp
+
+    from pkf import SymbolicPKF
+
+    t, x, kappa = sp.symbols("t x kappa")
+    u = sp.Function("u")(t, x)
+    return SymbolicPKF(sp.Eq(u.diff(t), kappa * u.diff(x, 2) - u * u.diff(x)))
+
+
+def _evaluate(srepr_text, expectation=True):
+    """Evaluate srepr text that pkfnet printed in this test (never done by shipped code)."""
+    import sympy
+
+    from pkf.expectation import Expectation
+
+    namespace = dict(vars(sympy))
+    if expectation:
+        namespace["Expectation"] = Expectation
+    return eval(srepr_text, namespace)
+
+
+def test_derive_json_holds_every_equation_and_unclosed_term():
+    from importlib.metadata import version
+
+    import sympy as sp
+
+    result = _pkfnet("derive", BURGERS_TEXT, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    pkf = _burgers_pkf()
+    assert (document["form"], document["closure"]) == ("diffusion", None)
+    assert document["pkfnet_version"] == version("pkfnet")
+    equations = document["equations"]
+    assert [e["field"] for e in equations] == ["u", "V_u", "nu_u_xx"]
+    for entry, equation in zip(equations, pkf.in_diffusion, strict=True):
+        assert _evaluate(entry["lhs_srepr"]) == equation.lhs
+        assert _evaluate(entry["rhs_srepr"]) == equation.rhs
+        assert entry["lhs_latex"] == sp.latex(equation.lhs)
+        assert entry["rhs_latex"] == sp.latex(equation.rhs)
+    (term,) = pkf.unclosed_terms
+    (entry,) = document["unclosed_terms"]
+    assert entry["slot"] == "closure_u_x4" and entry["latex"] == sp.latex(term)
+    assert _evaluate(entry["srepr"]) == term
+    assert document["closed_terms"] == []
+
+
+def test_derive_srepr_round_trips_every_block():
+    result = _pkfnet("derive", BURGERS_TEXT, "--form", "aspect", "--format", "srepr")
+    assert result.returncode == 0, result.stderr
+    paragraphs = [p.strip() for p in result.stdout.split("\n\n") if p.strip()]
+    headings = [p for p in paragraphs if p.startswith("#")]
+    assert headings == ["# PKF dynamics (aspect form), 3 equations", "# Unclosed terms (1)"]
+    pkf = _burgers_pkf()
+    expressions = [_evaluate(p) for p in paragraphs if not p.startswith("#")]
+    assert expressions == [*pkf.in_aspect, *pkf.unclosed_terms]
+
+
+def test_derive_closure_p18_prints_the_closed_system():
+    import sympy as sp
+
+    text = _pkfnet("derive", BURGERS_TEXT, "--closure", "P18")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.rstrip().endswith("Unclosed terms: none (closed with P18)")
+    assert "Closures (P18, 1 term)" in text.stdout and "closure_" not in text.stdout
+
+    result = _pkfnet("derive", BURGERS_TEXT, "--closure", "P18", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["closure"] == "P18" and document["unclosed_terms"] == []
+    pkf = _burgers_pkf()
+    (term,) = pkf.unclosed_terms
+    nu = pkf.fields["u"].diffusion[0, 0]
+    x = sp.Symbol("x")
+    p18 = nu.diff(x, 2) / nu**2 + sp.Rational(3, 4) / nu**2 - 2 * nu.diff(x) ** 2 / nu**3
+    (closed,) = document["closed_terms"]
+    assert closed["slot"] == "closure_u_x4" and _evaluate(closed["srepr"]) == term
+    assert sp.expand(_evaluate(closed["closure_srepr"]) - p18) == 0
+    pkf.set_closure({term: p18})
+    expected = pkf.to_generator("diffusion")
+    for entry, equation in zip(document["equations"], expected, strict=True):
+        rhs = _evaluate(entry["rhs_srepr"], expectation=False)  # closed: sympy's names suffice
+        assert sp.expand(rhs - equation.rhs) == 0
+
+
+def test_derive_closure_that_does_not_apply_is_one_line_with_exit_status_2():
+    result = _pkfnet(
+        "derive", "Eq(Derivative(u(t,x,y),t), kappa*Derivative(u(t,x,y),x,2))", "--closure", "P18"
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "closure P18 does not apply to Expectation(eps_u(t, x, y)" in lines[0]
+    assert "apply to it: quasi-gaussian" in lines[0]
+
+
+def test_derive_bad_format_is_refused_with_exit_status_2():
+    result = _pkfnet("derive", BURGERS_TEXT, "--format", "xml")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "invalid choice: 'xml'" in result.stderr
+
+
+def test_derive_latex_flag_is_format_latex_and_conflicts_are_refused(capsys):
+    assert main(["derive", BURGERS_TEXT, "--latex"]) == 0
+    flag = capsys.readouterr().out
+    assert main(["derive", BURGERS_TEXT, "--format", "latex"]) == 0
+    assert capsys.readouterr().out == flag and "\\mathbb{E}" in flag
+    assert main(["derive", BURGERS_TEXT, "--latex", "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "--latex means --format latex" in captured.err
+
+
+def test_derive_quasi_gaussian_closure_of_text_is_bounded(capsys):
+    # Measured: the quasi-Gaussian closure of the 2D metric form took 52 s for a heat equation
+    # and minutes for order-6 terms; equation text is refused before the expansion starts.
+    heat2d = "Eq(Derivative(u(t,x,y),t), Derivative(u(t,x,y),x,2) + Derivative(u(t,x,y),y,2))"
+    argv = ["derive", heat2d, "--form", "metric", "--closure", "quasi-gaussian"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not available for equation text in 2D" in err
+    assert main(["derive", heat2d, "--form", "aspect", "--closure", "quasi-gaussian"]) == 0
+    assert "Unclosed terms: none (closed with quasi-gaussian)" in capsys.readouterr().out
+
+
+def test_derive_closure_choices_are_the_closure_names():
+    from cases.cli import DERIVE_CLOSURES
+    from closures import CLOSURE_NAMES
+
+    assert DERIVE_CLOSURES == CLOSURE_NAMES
