@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 import sympy as sp
@@ -100,11 +100,12 @@ class ClosureSpec:
     expression: sp.Expr | None = None
     expression_text: str | None = None
     coefficients_file: str | None = None
+    otherwise: Literal["zero"] | None = None
 
     def describe(self) -> str:
         """The closure as written in the file."""
         if self.name is not None:
-            return self.name
+            return self.name + (f" (otherwise {self.otherwise})" if self.otherwise else "")
         if self.coefficients_file is not None:
             return f"coefficients {self.coefficients_file}"
         return f"expression {self.expression_text}"
@@ -568,11 +569,20 @@ class _Reader:
                     f"name = one of {', '.join(CLOSURE_NAMES)} or an expression",
                 )
             return ClosureSpec(name="none")
-        self.keys("closure", data, ("name", "expression", "coefficients"), ())
-        if len(data) != 1:
+        self.keys("closure", data, ("name", "expression", "coefficients", "otherwise"), ())
+        if len(set(data) - {"otherwise"}) != 1:
             raise self.fail("closure", "give exactly one of name, expression and coefficients")
+        if "otherwise" in data and "name" not in data:
+            raise self.fail("closure.otherwise", "goes with name (a named proposal)")
         if "name" in data:
-            return ClosureSpec(name=self.choice("closure.name", data["name"], CLOSURE_NAMES))
+            return ClosureSpec(
+                name=self.choice("closure.name", data["name"], CLOSURE_NAMES),
+                otherwise=(
+                    self.choice("closure.otherwise", data["otherwise"], ("zero",))
+                    if "otherwise" in data
+                    else None
+                ),
+            )
         if "coefficients" in data:
             return self.coefficients(data["coefficients"], pkf, system)
         text = data["expression"]

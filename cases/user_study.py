@@ -67,7 +67,7 @@ def prepare(study_file: StudyFile, quick: bool = False) -> Study:
             if spec.name is not None:
                 from closures import close
 
-                mapping = close(pkf, spec.name, form=settings.form)
+                mapping = close(pkf, spec.name, form=settings.form, otherwise=spec.otherwise)
             else:
                 mapping = {unclosed[0]: spec.expression}
             pkf.set_closure(mapping)

@@ -132,7 +132,12 @@ def closure_names(pkf: SymbolicPKF, term: sp.Expr) -> list[str]:
     return names
 
 
-def close(pkf: SymbolicPKF, name: str, form: PKFForm = "diffusion") -> dict[sp.Expr, sp.Expr]:
+def close(
+    pkf: SymbolicPKF,
+    name: str,
+    form: PKFForm = "diffusion",
+    otherwise: Literal["zero"] | None = None,
+) -> dict[sp.Expr, sp.Expr]:
     """A closure of every unclosed term of ``pkf`` by name, for ``SymbolicPKF.set_closure``.
 
     Parameters
@@ -143,6 +148,10 @@ def close(pkf: SymbolicPKF, name: str, form: PKFForm = "diffusion") -> dict[sp.E
         :func:`named_proposal` (its theoretical coefficients).
     form : {'diffusion', 'aspect', 'metric'}
         The tensor the closures are written with.
+    otherwise : {'zero'} or None
+        What closes the terms the proposal does not apply to — the cross terms
+        E[eps_A d^a eps_B] of a multivariate system, say: ``"zero"`` sets them to 0; None
+        (default) makes such a term an error.
 
     Returns
     -------
@@ -170,11 +179,18 @@ def close(pkf: SymbolicPKF, name: str, form: PKFForm = "diffusion") -> dict[sp.E
         raise ValueError(f"unknown closure {name!r}; expected one of {', '.join(CLOSURE_NAMES)}")
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; expected one of {', '.join(FORMS)}")
+    if otherwise not in (None, "zero"):
+        raise ValueError(f"otherwise: expected 'zero' or None, got {otherwise!r}")
     if name in ("none", "zero"):
         return {term: sp.S.Zero for term in pkf.unclosed_terms}
-    for term in pkf.unclosed_terms:  # every term checked before the first is expanded
-        _check_applies(name, pkf, term)
-    return {term: named_proposal(name, pkf, term, form).expression for term in pkf.unclosed_terms}
+    applies = {term: name in closure_names(pkf, term) for term in pkf.unclosed_terms}
+    if otherwise is None:
+        for term in pkf.unclosed_terms:  # every term checked before the first is expanded
+            _check_applies(name, pkf, term)
+    return {
+        term: named_proposal(name, pkf, term, form).expression if applies[term] else sp.S.Zero
+        for term in pkf.unclosed_terms
+    }
 
 
 # -- internals ---------------------------------------------------------------------------

@@ -131,6 +131,12 @@ BAD = [
         11,
     ),
     (
+        "otherwise without a name",
+        ('expression = "3/(4*nu_c_xx**2)"', 'expression = "3/(4*nu_c_xx**2)"\notherwise = "zero"'),
+        "closure.otherwise",
+        22,
+    ),
+    (
         "code in a closure expression",
         ('expression = "3/(4*nu_c_xx**2)"', 'expression = "exec(1)"'),
         "closure.expression",

@@ -240,3 +240,26 @@ def test_quasi_gaussian_is_exact_for_a_heterogeneous_locally_gaussian_correlatio
         results[name] = np.asarray(values, dtype=float)
     np.testing.assert_allclose(results["quasi-gaussian"], reference, rtol=1e-5)
     assert np.max(np.abs(results["P18"] - reference) / np.abs(reference)) > 0.05
+
+
+def test_otherwise_zero_closes_the_cross_terms_of_a_multivariate_system():
+    t, x, k, kappa = sp.symbols("t x k kappa")
+    a, b = sp.Function("A")(t, x), sp.Function("B")(t, x)
+    pkf = SymbolicPKF(
+        [
+            sp.Eq(a.diff(t), kappa * a.diff(x, 2) + k * b),
+            sp.Eq(b.diff(t), kappa * b.diff(x, 2) - k * a),
+        ]
+    )
+    with pytest.raises(ValueError, match="does not apply to"):
+        close(pkf, "quasi-gaussian")  # the cross terms E[eps_A d eps_B] have no proposal
+    closures = close(pkf, "quasi-gaussian", otherwise="zero")
+    eps_a, eps_b = pkf.fields["A"].epsilon, pkf.fields["B"].epsilon
+    for term, closure in closures.items():
+        if term.has(eps_a) and term.has(eps_b):
+            assert closure == 0
+        else:
+            assert closure == named_proposal("quasi-gaussian", pkf, term).expression != 0
+    assert len(closures) == len(pkf.unclosed_terms) == 4
+    with pytest.raises(ValueError, match="otherwise"):
+        close(pkf, "P18", otherwise="gaussian")  # type: ignore[arg-type]
