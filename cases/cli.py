@@ -186,6 +186,8 @@ def _study(args: argparse.Namespace) -> int:
         try:
             run(study, Output(out, quiet=args.quiet, client=client))
         except NonFiniteStateError as err:
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # nothing was written: leave nothing behind
             raise UserError(f"{args.file}: {err}") from None
     return 0
 

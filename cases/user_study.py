@@ -77,7 +77,49 @@ def prepare(study_file: StudyFile, quick: bool = False) -> Study:
     left = [str(eq.lhs) for eq in equations if eq.rhs.has(*pkf.closure_slots.values())]
     if left:
         raise study_file.error(key, f"unclosed terms remain in {', '.join(left)}")
-    return Study(study_file, settings, tuple(equations))
+    study = Study(study_file, settings, tuple(equations))
+    _check_grid_values(study)
+    return study
+
+
+def _check_grid_values(study: Study) -> None:
+    """Every expression, evaluated on the grid, is finite, and every variance positive.
+
+    Raises
+    ------
+    StudyFileError
+        Naming the key, how many grid points fail and the first of them.
+    """
+    file = study.file
+    coordinates = [str(c) for c in file.coordinates]
+
+    def check(key: str, values: np.ndarray, positive: bool = False) -> None:
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
+        if bad.any():
+            first = np.unravel_index(int(np.flatnonzero(bad)[0]), values.shape)
+            where = ", ".join(
+                f"{c} = {k * length / n:.4g}"
+                for c, k, n, length in zip(
+                    coordinates, first, file.domain.shape, file.domain.lengths, strict=False
+                )
+            )
+            what = "finite and > 0" if positive else "finite"
+            raise file.error(
+                key,
+                f"must be {what} on the grid; it is not at {int(bad.sum())} point(s), first at "
+                f"{where} (value {float(values[first]):g})",
+            )
+
+    with np.errstate(all="ignore"):
+        for name, values in constant_fields(study).items():
+            check(f"fields.{name}", values)
+        for name in file.pkf.fields:
+            check(f"initial.{name}", _grid_values(study, file.initial[name]))
+            check(
+                f"errors.{name}.variance",
+                _grid_values(study, file.errors[name].variance),
+                positive=True,
+            )
 
 
 def evaluate_on_grid(

@@ -131,6 +131,18 @@ BAD = [
         11,
     ),
     (
+        "an initial mean not finite on the grid",
+        ('c = "exp(-(x - 0.5)**2 / (2*0.1**2))"', 'c = "log(x)"'),
+        "initial.c",
+        14,
+    ),
+    (
+        "a variance not positive on the grid",
+        ('variance = "0.01*(1 + 0.5*cos(2*pi*x))"', 'variance = "0.01*cos(2*pi*x)"'),
+        "errors.c.variance",
+        17,
+    ),
+    (
         "otherwise without a name",
         ('expression = "3/(4*nu_c_xx**2)"', 'expression = "3/(4*nu_c_xx**2)"\notherwise = "zero"'),
         "closure.otherwise",
