@@ -48,8 +48,9 @@ EXIT_BROKEN_PIPE = 141
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pkfnet",
-        description="Physics-informed uncertainty prediction: PKF dynamics, generated Keras "
-        "models and ensembles.",
+        description="Physics-informed uncertainty prediction and data assimilation: PKF "
+        "dynamics, generated Keras models, ensembles, assimilation cycles and your own studies "
+        "(pkfnet study FILE.toml).",
     )
     parser.add_argument("--version", action="version", version=f"pkfnet {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
