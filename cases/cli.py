@@ -25,6 +25,7 @@ from generator.integrate import enable_compilation_cache
 
 from . import CASES, load_case
 from .derive_output import DERIVE_CLOSURES, DERIVE_FORMATS, NO_LIMITS
+from .study import add_output_flags
 
 if TYPE_CHECKING:
     from pkf.forms import PKFForm
@@ -73,17 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("file", metavar="FILE.toml", help="the study file")
     study.add_argument("--quick", action="store_true", help="apply the file's [quick] settings")
-    study.add_argument("--out", help="output directory (default results/<file stem>)")
-    study.add_argument("--quiet", action="store_true", help="no progress output")
-    cluster = study.add_mutually_exclusive_group()
-    cluster.add_argument(
-        "--workers",
-        type=int,
-        help="run the ensemble on a local Dask cluster of N single-threaded worker processes",
-    )
-    cluster.add_argument(
-        "--scheduler", help="run the ensemble on the Dask cluster at this scheduler address"
-    )
+    add_output_flags(study, "results/<file stem>", cluster=True)
 
     generate = sub.add_parser(
         "generate",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Case",
     "Output",
+    "add_output_flags",
     "add_settings_flags",
     "case_parser",
     "prepare_output_directory",
@@ -201,6 +202,23 @@ def add_settings_flags(
         parser.add_argument(flag, **options)
 
 
+def add_output_flags(parser: argparse.ArgumentParser, default_out: str, cluster: bool) -> None:
+    """``--out DIR``, ``--quiet`` and, with ``cluster``, ``--workers N | --scheduler ADDRESS``
+    (the flags ``pkfnet run CASE`` and ``pkfnet study FILE`` share)."""
+    parser.add_argument("--out", help=f"output directory (default {default_out})")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    if cluster:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            "--workers",
+            type=int,
+            help="run the ensembles on a local Dask cluster of N single-threaded worker processes",
+        )
+        group.add_argument(
+            "--scheduler", help="run the ensembles on the Dask cluster at this scheduler address"
+        )
+
+
 def case_parser(name: str, case: Case) -> argparse.ArgumentParser:
     """The ``pkfnet run NAME`` parser: ``--out``, ``--quiet``, the case's presets and one flag
     per ``Settings`` field (a flag the case does not have is an error)."""
@@ -209,18 +227,7 @@ def case_parser(name: str, case: Case) -> argparse.ArgumentParser:
         description=case.DESCRIPTION,
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--out", help=f"output directory (default results/{name})")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    if getattr(case, "SUPPORTS_CLUSTER", False):
-        cluster = parser.add_mutually_exclusive_group()
-        cluster.add_argument(
-            "--workers",
-            type=int,
-            help="run the ensembles on a local Dask cluster of N single-threaded worker processes",
-        )
-        cluster.add_argument(
-            "--scheduler", help="run the ensembles on the Dask cluster at this scheduler address"
-        )
+    add_output_flags(parser, f"results/{name}", getattr(case, "SUPPORTS_CLUSTER", False))
     presets = [p for p in PRESETS if hasattr(case.Settings, p)]
     if presets:
         group = parser.add_mutually_exclusive_group()

@@ -226,6 +226,8 @@ def compared_variables(study: Study) -> list[str]:
 
 def _with_length_scales(study: Study, forecast: xr.Dataset) -> xr.Dataset:
     """``L_f_<axis> = 1 / sqrt(g_ii)`` of the PKF tensors, as the ensemble statistics."""
+    from pkf.statistics import length_scale_from_metric
+
     file, form = study.file, study.settings.form
     coordinates = [str(c) for c in file.coordinates]
     ndim = len(coordinates)
@@ -245,9 +247,10 @@ def _with_length_scales(study: Study, forecast: xr.Dataset) -> xr.Dataset:
         if form == "diffusion":
             matrix = 2 * matrix
         metric = matrix if form == "metric" else np.linalg.inv(matrix)
+        lengths = length_scale_from_metric(np.moveaxis(metric, (-2, -1), (0, 1)))
         for i, c in enumerate(coordinates):
             added[f"L_{f}_{c}"] = xr.DataArray(
-                1 / np.sqrt(metric[..., i, i]),
+                lengths[i],
                 dims=dims,
                 coords=component[(0, 0)].coords,
                 attrs={"long_name": f"length-scale of {f} along {c}", "units": "1"},

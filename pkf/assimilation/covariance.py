@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..statistics import length_scale_from_metric
 from .grid import Grid
 from .state import PKFState, invert_tensor
 
@@ -249,8 +250,7 @@ class SquareRootStatistics:
 
     def length_scale(self, name: str) -> np.ndarray:
         """Length-scale along each axis ``1 / sqrt(g_ii)``, ``(ndim, *grid)``."""
-        g = self.metric[name]
-        return np.stack([1.0 / np.sqrt(g[i, i]) for i in range(g.shape[0])])
+        return length_scale_from_metric(self.metric[name])
 
 
 def square_root_statistics(

@@ -25,6 +25,7 @@ from generator.conventions import global_attributes
 from generator.results import grid_coordinates, labelled, model_attributes, model_dataset
 from generator.validation import finite_float, positive_int
 
+from ..statistics import length_scale_from_metric
 from .analysis_step import AnalysisError, AnalysisOrder, ForecastMetric, analysis_of_state
 from .covariance import MAX_DENSE, CovarianceModel
 from .enkf import EnKF, EnKFVariant, draw_members
@@ -203,9 +204,9 @@ def _aspect_names(state: PKFState) -> dict[str, np.ndarray]:
         out[f"V_{f}"] = state.variance[f]
         for i, j in grid.pairs():
             out[f"s_{f}_{grid.pair_label(i, j)}"] = state.aspect[f][i, j]
-        metric = invert_tensor(state.aspect[f])
+        lengths = length_scale_from_metric(invert_tensor(state.aspect[f]))
         for i, c in enumerate(grid.coordinates):
-            out[f"L_{f}_{c}"] = 1.0 / np.sqrt(metric[i, i])
+            out[f"L_{f}_{c}"] = lengths[i]
     for (a, b), values in state.cross.items():
         out[f"V_{a}{b}"] = values
     return out
