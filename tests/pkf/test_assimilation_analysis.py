@@ -106,7 +106,7 @@ def single_observation_errors(state, point, accuracy, coordinates):
 @pytest.mark.parametrize("heterogeneous", [False, True])
 def test_single_observation_1d_variance_exact_and_tensor_converges(heterogeneous):
     # Measured (accuracy 2, n = 100/200/400): full-tensor error 20/5.0/1.25 % homogeneous,
-    # update error 41/9.8/2.4 % heterogeneous: second order (ratio 4 per halving of dx).
+    # update error 46/10.9/2.7 % heterogeneous: second order (ratio 4 per halving of dx).
     errors = [
         single_observation_errors(state_1d(n, heterogeneous), (n // 3,), 2, "x")
         for n in (100, 200, 400)
