@@ -4,21 +4,25 @@
 / 3). The multivariate PKF (means, V_A, V_B, the cross-covariance V_AB and the aspect tensors
 s_A, s_B) is derived with :class:`pkf.SymbolicPKF`; its variance equations are closed, the
 aspect equations keep two cross terms, E[ε_A ∂ε_B] and E[ε_A ∂²ε_B], closed by
-:func:`cross_closure` ("zero"; a locally Gaussian alternative is run alongside), and the result
-is compared with a batched ensemble (:class:`pkf.EnsembleForecast`).
+:func:`cross_closure` ("zero" by default; "gaussian", "rational" and "learned" run alongside,
+the last learned from ensembles in the same run by :mod:`cases.chemistry_closure` or loaded
+from JSON), and the result is compared with two independent batched ensembles
+(:class:`pkf.EnsembleForecast`).
 
 Initial errors of A and B are independent, with variances V_A = 1 − cos(2πx)/2, V_B = 1/4 and
 Gaussian correlations of length-scales 0.1 and 0.06. Along the characteristics the reaction
 rotates (e_A, e_B) by the angle k t, so the exact cross-covariance function is
 C_AB = cos(kt) sin(kt) (C_B0 − C_A0): a difference of two Gaussians of different widths. No
-local closure built from V_A, V_B, V_AB, s_A, s_B reproduces its curvature everywhere (the
-exact one divides by V_A − V_B, which vanishes at k t = π/4), so the closure, not the sampling,
-limits the length-scale errors; the variance equations are closed and exact.
+local closure built from V_A, V_B, V_AB, s_A, s_B alone reproduces its curvature everywhere
+(the exact one divides by V_A − V_B, which vanishes at k t = π/4): the learned closure
+restores it from the rotation invariants of the reaction and one learned ratio. The variance
+equations are closed and exact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from generator.model import GeneratedModel
     from pkf import SymbolicPKF
 
+    from .chemistry_closure import LearnedCrossClosure
+
 __all__ = [
     "CLOSURES",
     "CrossClosure",
@@ -43,7 +49,9 @@ __all__ = [
     "build_models",
     "chemistry_equations",
     "cross_closure",
+    "gradient_variance",
     "run",
+    "second_from_gradients",
     "wind",
 ]
 
@@ -70,10 +78,10 @@ PARAMETERS: Parameters = {
     "L_A": 0.1,
     "L_B": 0.06,
 }
-CrossClosure = Literal["zero", "gaussian", "rational"]
+CrossClosure = Literal["zero", "gaussian", "rational", "learned"]
 """Closure of the cross terms (see :func:`cross_closure`)."""
 #: closures of the cross terms (see :func:`cross_closure`).
-CLOSURES: tuple[CrossClosure, ...] = ("zero", "gaussian", "rational")
+CLOSURES: tuple[CrossClosure, ...] = ("zero", "gaussian", "rational", "learned")
 #: The two ensembles can run on a Dask cluster (--workers N, --scheduler ADDRESS).
 SUPPORTS_CLUSTER = True
 #: compared quantities: the PKF names (the ensemble statistics carry the same ones).
@@ -92,13 +100,26 @@ class Settings:
         default="zero", metadata={"help": "closure of the cross terms (the others run too)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
+    learned_closure: str = field(
+        default="",
+        metadata={"help": "JSON of a learned closure to load (default: learn it in this run)"},
+    )
+    learning_ensembles: int = field(
+        default=8, metadata={"help": "random-statistics ensembles of the closure learning"}
+    )
+    learning_members: int = field(
+        default=400, metadata={"help": "members of each closure-learning ensemble"}
+    )
+    learning_seeds: int = field(
+        default=1, metadata={"help": "learn the closure with this many seeds (mean ± std)"}
+    )
     dtype: DType = field(default="float64", metadata={"help": "dtype"})
     accuracy: Literal[2, 4, 6] = field(default=2, metadata={"help": "stencil order"})
 
     @classmethod
     def quick(cls) -> Settings:
-        """121 points and 400 members."""
-        return cls(points=121, members=400)
+        """121 points and 400 members; the closure learned from 4 ensembles of 200."""
+        return cls(points=121, members=400, learning_ensembles=4, learning_members=200)
 
     def validate(self) -> None:
         if self.points < 16 or self.members < 2 or self.saved < 2:
@@ -106,6 +127,14 @@ class Settings:
                 "--points >= 16, --members >= 2 and --saved >= 2 required, got "
                 f"{self.points}, {self.members}, {self.saved}"
             )
+        if self.learning_ensembles < 1 or self.learning_members < 2 or self.learning_seeds < 1:
+            raise ValueError(
+                "--learning-ensembles >= 1, --learning-members >= 2 and --learning-seeds >= 1 "
+                f"required, got {self.learning_ensembles}, {self.learning_members}, "
+                f"{self.learning_seeds}"
+            )
+        if self.learned_closure and not Path(self.learned_closure).is_file():
+            raise ValueError(f"--learned-closure: no file {self.learned_closure!r}")
 
 
 def chemistry_equations() -> list[sp.Eq]:
@@ -125,7 +154,9 @@ def wind(shape: int, length: float = 1.0, speed: float = PARAMETERS["U"]) -> np.
     return speed * (1.0 + np.sin(2 * np.pi * x / length) / 3.0)
 
 
-def cross_closure(symbolic: SymbolicPKF, kind: CrossClosure = "zero") -> dict[sp.Expr, sp.Expr]:
+def cross_closure(
+    symbolic: SymbolicPKF, kind: CrossClosure = "zero", learned: LearnedCrossClosure | None = None
+) -> dict[sp.Expr, sp.Expr]:
     """Closure of the cross terms E[ε_A ∂x ε_B] and E[ε_A ∂x² ε_B] of the multivariate PKF.
 
     The derivation already used the exact product-rule identity
@@ -159,12 +190,20 @@ def cross_closure(symbolic: SymbolicPKF, kind: CrossClosure = "zero") -> dict[sp
     ("zero": 1.7, 2.4, 6.3, 17.6, 23.6 %; noise 2.7, 2.9, 3.4, 3.1, 3.0 %). It follows the
     ensemble within its noise until V_A and V_B cross (t ≈ 0.79) and departs after.
 
+    ``"learned"``: learned from ensembles (``learned``, a
+    :class:`cases.chemistry_closure.LearnedCrossClosure`): E[ε_A ∂ε_B] = ∂ρ / 2 + a sparse fit
+    of its antisymmetric part, and E[∂e_A ∂e_B] from the rotation invariants of the reaction
+    with a learned ratio λ (:func:`cases.chemistry_closure.invariant_gradients`), which carries
+    the closure through V_A = V_B where ``"rational"`` loses it.
+
     Parameters
     ----------
     symbolic : pkf.SymbolicPKF
         The PKF of :func:`chemistry_equations`.
-    kind : {"gaussian", "zero"}
+    kind : {"zero", "gaussian", "rational", "learned"}
         Closure choice.
+    learned : LearnedCrossClosure, optional
+        The closure of ``kind="learned"`` (required there).
 
     Returns
     -------
@@ -173,6 +212,14 @@ def cross_closure(symbolic: SymbolicPKF, kind: CrossClosure = "zero") -> dict[sp
     """
     if kind not in CLOSURES:
         raise ValueError(f"closure must be one of {CLOSURES}, got {kind!r}")
+    if kind == "learned":
+        if learned is None:
+            raise ValueError(
+                "the 'learned' closure needs its coefficients: learn them "
+                "(cases.chemistry_closure.learn_cross_closure) or load a JSON file "
+                "(--learned-closure FILE)"
+            )
+        return learned.closure(symbolic)
     terms = symbolic.unclosed_terms
     orders = {}
     for term in terms:
@@ -219,12 +266,27 @@ def _rational_second(
     first: sp.Expr,
 ) -> sp.Expr:
     """E[ε_A ∂²ε_B] of the ``"rational"`` closure (see :func:`cross_closure`)."""
-    sigma_a, sigma_b = sp.sqrt(v_a), sp.sqrt(v_b)
-    rho = v_ab / (sigma_a * sigma_b)
-    m_a = v_a / s_a + sp.diff(v_a, x) ** 2 / (4 * v_a)
-    m_b = v_b / s_b + sp.diff(v_b, x) ** 2 / (4 * v_b)
+    m_a, m_b = gradient_variance(x, v_a, s_a), gradient_variance(x, v_b, s_b)
     d, delta = v_a - v_b, RATIONAL_DELTA * (v_a + v_b)
     gradients = v_ab * (m_a - m_b) * d / (d**2 + delta**2)  # E[∂e_A ∂e_B]
+    return second_from_gradients(x, v_a, v_b, v_ab, first, gradients)
+
+
+def gradient_variance(x: sp.Symbol, variance: sp.Expr, aspect: sp.Expr) -> sp.Expr:
+    """E[(∂e)²] = V / s + (∂V)² / (4 V) of errors e = σ ε (locally Gaussian: E[ε ∂ε] = 0)."""
+    return variance / aspect + sp.diff(variance, x) ** 2 / (4 * variance)
+
+
+def second_from_gradients(
+    x: sp.Symbol, v_a: sp.Expr, v_b: sp.Expr, v_ab: sp.Expr, first: sp.Expr, gradients: sp.Expr
+) -> sp.Expr:
+    """E[ε_A ∂²ε_B] from E[ε_A ∂ε_B] (``first``) and E[∂e_A ∂e_B] (``gradients``).
+
+    With e = σ ε and ρ = V_AB / (σ_A σ_B): E[∂ε_A ∂ε_B] = (E[∂e_A ∂e_B] − σ_A ∂σ_B (∂ρ − F1)
+    − ∂σ_A σ_B F1 − ∂σ_A ∂σ_B ρ) / (σ_A σ_B), and E[ε_A ∂²ε_B] = ∂F1 − E[∂ε_A ∂ε_B].
+    """
+    sigma_a, sigma_b = sp.sqrt(v_a), sp.sqrt(v_b)
+    rho = v_ab / (sigma_a * sigma_b)
     normalised = (
         gradients
         - sigma_a * sp.diff(sigma_b, x) * (sp.diff(rho, x) - first)
@@ -235,7 +297,12 @@ def _rational_second(
 
 
 def build_models(
-    shape: int, length: float, dtype: DType, accuracy: int, closure: CrossClosure = "zero"
+    shape: int,
+    length: float,
+    dtype: DType,
+    accuracy: int,
+    closure: CrossClosure = "zero",
+    learned: LearnedCrossClosure | None = None,
 ) -> tuple[GeneratedModel, GeneratedModel, SymbolicPKF]:
     """Generate and instantiate the two-species model and its closed PKF model (aspect form).
 
@@ -249,7 +316,7 @@ def build_models(
 
     equations = chemistry_equations()
     symbolic = SymbolicPKF(equations)
-    symbolic.set_closure(cross_closure(symbolic, closure))
+    symbolic.set_closure(cross_closure(symbolic, closure, learned))
     values: dict[str, Any] = {"u": wind(shape, length), "k": PARAMETERS["k"]}
     species_class = NNModelBuilder(equations, class_name="NNChemistry1D", accuracy=accuracy).build()
     pkf_class = NNModelBuilder(
@@ -301,11 +368,13 @@ def run(settings: Settings, output: Output) -> dict:
         "s_B_xx": np.full(shape, PARAMETERS["L_B"] ** 2),
     }
     closures = (settings.closure, *(c for c in CLOSURES if c != settings.closure))
+    with output.step("learn_closure"):
+        learned, learning = _learned_closure(settings, output)
     pkf: dict[str, xr.Dataset] = {}
     for closure in closures:
         with output.step(f"pkf_{closure}_build_and_forecast"):
             species, model, symbolic = build_models(
-                shape, length, settings.dtype, settings.accuracy, closure
+                shape, length, settings.dtype, settings.accuracy, closure, learned
             )
             pkf[closure] = _pkf_dataset(model.forecast(times, state0, saved_times=saved))
     engine = EnsembleForecast(
@@ -404,8 +473,62 @@ def run(settings: Settings, output: Output) -> dict:
             if c != settings.closure
         },
         "final_ensemble_sampling_noise": last(noise),
+        "learned_closure": learning,
         "final_relative_l2_error_vs_pooled_ensembles": last(pooled_errors),
     }
+
+
+def _learned_closure(settings: Settings, output: Output) -> tuple[LearnedCrossClosure, dict]:
+    """The learned closure: loaded (``--learned-closure``) or learned with every seed.
+
+    With ``learning_seeds`` > 1 the closure of the first seed is used and the others measure
+    the stability of the selected terms and coefficients (mean ± std over seeds).
+    """
+    from .chemistry_closure import LearnedCrossClosure, LearningSettings, learn_cross_closure
+
+    if settings.learned_closure:
+        learned = LearnedCrossClosure.from_json(settings.learned_closure)
+        return learned, {"loaded_from": settings.learned_closure, **learned.as_dict()}
+    learning = LearningSettings(
+        ensembles=settings.learning_ensembles, members=settings.learning_members
+    )
+    runs = [
+        learn_cross_closure(settings, learning, seed=settings.seed + 100 + k)
+        for k in range(settings.learning_seeds)
+    ]
+    output.write_json(runs[0].as_dict(), "chemistry1d_learned_closure.json")
+    stages = ("ratio_a_priori", "ratio_one_step", "ratio_rollout")
+    coefficients: dict[str, list[float]] = {}
+    for run_ in runs:
+        for term, value in zip(run_.first_terms, run_.first_coefficients, strict=True):
+            coefficients.setdefault(str(term), []).append(value)
+    for values in coefficients.values():  # a term a seed did not select counts as 0
+        values.extend([0.0] * (len(runs) - len(values)))
+    report = {
+        "seeds": [r.metadata["seed"] for r in runs],
+        **{s: [r.metadata[s] for r in runs] for s in stages},
+        **{f"{s}_mean": float(np.mean([r.metadata[s] for r in runs])) for s in stages},
+        **{f"{s}_std": float(np.std([r.metadata[s] for r in runs])) for s in stages},
+        "first_term_coefficients": {
+            t: {
+                "mean": float(np.mean(v)),
+                "std": float(np.std(v)),
+                "selected_by": int(np.count_nonzero(v)),
+            }
+            for t, v in coefficients.items()
+        },
+        "used": runs[0].as_dict(),
+    }
+    output.say(
+        "learned closure: λ = "
+        + ", ".join(
+            f"{s.removeprefix('ratio_')} {report[s + '_mean']:.3f} ± {report[s + '_std']:.3f}"
+            for s in stages
+        )
+        + f" over {len(runs)} seed(s); E[ε_A ∂ε_B] = ∂ρ / 2 + "
+        + f"{len(runs[0].first_terms) - 1} antisymmetric term(s)"
+    )
+    return runs[0], report
 
 
 def _percent(values: dict) -> str:

@@ -22,7 +22,7 @@ __all__ = ["FitOptions", "Loss", "TrainingOptions", "fit_one_step", "fit_rollout
 
 Arrays = Mapping[str, np.ndarray]
 
-Loss = Literal["normalised", "mse"]
+Loss = Literal["normalised", "increment", "mse"]
 """Training loss: per-field MSE divided by the field's variance over the targets, or raw MSE."""
 
 
@@ -85,7 +85,10 @@ def fit_rollout(
     epochs : int (3); batch_size : int (32); learning_rate : float (0.1);
     decay : float, learning-rate factor applied after each epoch (0.1, as in the paper);
     seed : int (0), seeds shuffling and Keras initialisers; loss : ``"normalised"`` (per-field
-    MSE divided by the field's variance over the targets, the default) or ``"mse"`` (raw);
+    MSE divided by the field's variance over the targets, the default), ``"increment"``
+    (per-field MSE divided by the variance of the increments ``targets - inputs``: for
+    short steps, where the targets' own variance makes the loss, and the gradients, too small
+    for Adam's epsilon) or ``"mse"`` (raw);
     progress : show a tqdm bar (True).
     """
     return _fit(model, inputs, targets, dt, steps=steps, **options)
@@ -116,14 +119,11 @@ def _fit(
     samples = len(x[names[0]])
     if any(len(y[n]) != samples for n in names):
         raise ValueError("inputs and targets must hold the same number of samples")
-    if loss not in ("normalised", "mse"):
-        raise ValueError(f"loss must be 'normalised' or 'mse', got {loss!r}")
+    if loss not in ("normalised", "increment", "mse"):
+        raise ValueError(f"loss must be 'normalised', 'increment' or 'mse', got {loss!r}")
     keras.utils.set_random_seed(seed)
     block = model.step_model(dt, steps=steps, return_sequence=steps > 1)
-    weights = {
-        n: 1.0 / max(float(np.var(y[n])), np.finfo(float).tiny) if loss == "normalised" else 1.0
-        for n in names
-    }
+    weights = {n: _loss_weight(loss, x[n], y[n], steps) for n in names}
     batches_per_epoch = int(np.ceil(samples / batch_size))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, decay_steps=batches_per_epoch, decay_rate=decay, staircase=True
@@ -169,6 +169,14 @@ def _fit(
         history["learning_rate"].append(rate)
         history["trainable_scalars"].append(model.trainable_scalars)
     return history
+
+
+def _loss_weight(loss: Loss, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+    """1 / the variance that normalises a field's MSE (see :func:`fit_rollout`)."""
+    if loss == "mse":
+        return 1.0
+    spread = y - (x[:, None] if steps > 1 else x) if loss == "increment" else y
+    return 1.0 / max(float(np.var(spread)), np.finfo(float).tiny)
 
 
 def repeat_fits(

@@ -17,6 +17,7 @@ import xarray as xr
 from cases import chemistry1d
 from cases.chemistry_closure import (
     CROSS_TERMS,
+    TrainingDraw,
     cross_dictionaries,
     cross_term_samples,
     fit_cross_terms,
@@ -28,7 +29,14 @@ from cases.chemistry_closure import (
 @pytest.fixture(scope="module")
 def samples():
     settings = replace(chemistry1d.Settings.quick(), points=64, saved=3, final_time=0.5)
-    return cross_term_samples(settings, ensembles=2, members=200, seed=3)
+    # random length-scales as well (the learned closure's draw fixes them to the case's)
+    draw = TrainingDraw(
+        variance_a_modulation=(0.0, 0.6),
+        variance_b=(0.1, 0.5),
+        length_a=(0.07, 0.13),
+        length_b=(0.05, 0.09),
+    )
+    return cross_term_samples(settings, ensembles=2, members=200, seed=3, draw=draw)
 
 
 @pytest.mark.slow
@@ -127,3 +135,82 @@ def test_fit_recovers_known_coefficients_on_synthetic_fields():
             for term, c in got.items():
                 assert c == pytest.approx(expected.get(term, 0.0), abs=1e-6), (method, term)
             assert fit.relative_residual < 1e-8
+
+
+# -- the learned closure -------------------------------------------------------------------
+def _rotated_statistics(theta, length_a=0.1, length_b=0.06, n=50):
+    """V, M = E[(∂e)²] and their cross terms after the reaction rotated independent initial
+    errors by theta (plain numpy): e_A = c a + s b, e_B = -s a + c b."""
+    x = np.arange(n) / n
+    v_a0, v_b0 = 1.0 - 0.5 * np.cos(2 * np.pi * x), 0.25 + 0.05 * np.sin(2 * np.pi * x)
+    m_a0, m_b0 = v_a0 / length_a**2, v_b0 / length_b**2
+    c, s = np.cos(theta), np.sin(theta)
+
+    def rotate(p, q):
+        return c * c * p + s * s * q, s * s * p + c * c * q, c * s * (q - p)
+
+    return (*rotate(v_a0, v_b0), *rotate(m_a0, m_b0))
+
+
+@pytest.mark.parametrize("theta", [0.1, 0.5, np.pi / 4, 1.0, 1.4])
+def test_invariant_gradients_is_exact_for_rotated_statistics(theta):
+    """M_AB from the invariants equals the rotated one, also at the crossing V_A = V_B (θ = π/4),
+    with λ = (L_A / L_B)²; another λ misses it."""
+    from cases.chemistry_closure import invariant_gradients
+
+    v_a, v_b, v_ab, m_a, m_b, m_ab = _rotated_statistics(theta)
+    exact = invariant_gradients(v_a, v_b, v_ab, m_a, m_b, (0.1 / 0.06) ** 2)
+    np.testing.assert_allclose(exact, m_ab, rtol=1e-10, atol=1e-10 * np.abs(m_ab).max())
+    wrong = invariant_gradients(v_a, v_b, v_ab, m_a, m_b, 2.0)
+    assert np.linalg.norm(wrong - m_ab) > 0.05 * np.linalg.norm(m_ab)
+
+
+def test_fit_ratio_recovers_the_squared_length_scale_ratio():
+    from cases.chemistry_closure import fit_ratio
+
+    names = ("V_A", "V_B", "V_AB", "M_A", "M_B", "M_AB")
+    rows = [_rotated_statistics(theta, 0.12, 0.05) for theta in np.linspace(0, 1.5, 7)]
+    data = {k: (("time", "x"), np.stack([r[i] for r in rows])) for i, k in enumerate(names)}
+    ratio, residual = fit_ratio(xr.Dataset(data))
+    assert ratio == pytest.approx((0.12 / 0.05) ** 2, rel=1e-5)
+    assert residual < 1e-6
+
+
+def test_antisymmetric_dictionary_changes_sign_when_the_species_are_exchanged():
+    from cases.chemistry_closure import antisymmetric_dictionary
+    from pkf import SymbolicPKF
+
+    symbolic = SymbolicPKF(chemistry1d.chemistry_equations())
+    fa, fb = symbolic.fields["A"], symbolic.fields["B"]
+    swap = {fa.variance: fb.variance, fb.variance: fa.variance}
+    swap.update({fa.aspect[0, 0]: fb.aspect[0, 0], fb.aspect[0, 0]: fa.aspect[0, 0]})
+    terms = antisymmetric_dictionary(symbolic)
+    assert len(terms) >= 3
+    for term in terms:
+        assert sp.simplify(term + term.xreplace(swap)) == 0
+        assert term.has(rho_field())
+
+
+def test_learned_closure_json_round_trip_and_bad_files(tmp_path):
+    from cases.chemistry_closure import LearnedCrossClosure
+    from pkf import SymbolicPKF
+
+    x = sp.Symbol("x")
+    learned = LearnedCrossClosure((sp.Derivative(rho_field(), x),), (0.5,), 2.7, {"seed": 3})
+    loaded = LearnedCrossClosure.from_json(learned.to_json(tmp_path / "closure.json"))
+    assert loaded == learned
+    symbolic = SymbolicPKF(chemistry1d.chemistry_equations())
+    closure = chemistry1d.cross_closure(symbolic, "learned", loaded)
+    assert set(closure) == set(symbolic.unclosed_terms)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"first_terms": []}')
+    with pytest.raises(ValueError, match="bad.json: not a learned chemistry1d closure"):
+        LearnedCrossClosure.from_json(bad)
+    bad.write_text('{"first_terms": [], "first_coefficients": [], "ratio": -1}')
+    with pytest.raises(ValueError, match="ratio must be positive"):
+        LearnedCrossClosure.from_json(bad)
+    with pytest.raises(ValueError, match="missing.json: No such file"):
+        LearnedCrossClosure.from_json(tmp_path / "missing.json")
+    settings = chemistry1d.Settings(learned_closure=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="--learned-closure: no file"):
+        settings.validate()

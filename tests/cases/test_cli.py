@@ -186,7 +186,8 @@ def test_run_help_lists_the_cases_and_a_case_help_lists_its_settings(capsys):
     assert "burgers-closure" in listing and "advection2d" in listing
     assert main(["run", "chemistry1d", "--help"]) == 0
     help_text = capsys.readouterr().out
-    assert "--members" in help_text and "--closure {zero,gaussian,rational}" in help_text
+    assert "--members" in help_text
+    assert "--closure {zero,gaussian,rational,learned}" in help_text
     assert "--paper" not in help_text  # chemistry1d has no paper preset
 
 
