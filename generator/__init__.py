@@ -1,6 +1,8 @@
-"""Generate Keras models from sympy evolution equations on periodic grids.
+"""Generate Keras models from sympy evolution equations on periodic or bounded grids.
 
-Public API: :class:`NNModelBuilder` (equations → code → model class), :class:`PDESystem`
+Public API: :class:`NNModelBuilder` (equations → code → model class; ``boundaries=`` with
+:class:`Periodic`, :class:`Dirichlet`, :class:`Neumann`, :class:`Outflow` sides and
+:class:`BoundarySeries` values), :class:`PDESystem`
 (the analysed system), :func:`stencil_weights` / :func:`derivative_kernel` (finite
 differences), :class:`GeneratedModel` (runtime base class), :func:`load_model`, the time
 schemes and the one compiled time loop (:func:`time_grid`, :class:`NonFiniteStateError`); the
@@ -16,6 +18,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from .analysis import PDESystem as PDESystem
+from .boundaries import BoundarySeries as BoundarySeries
+from .boundaries import Dirichlet as Dirichlet
+from .boundaries import Neumann as Neumann
+from .boundaries import Outflow as Outflow
+from .boundaries import Periodic as Periodic
 from .builder import NNModelBuilder as NNModelBuilder
 from .integrate import NonFiniteStateError as NonFiniteStateError
 from .integrate import TimeGrid as TimeGrid
@@ -46,6 +53,11 @@ __all__ = [
     "NNModelBuilder",
     "TrainableScalar",
     "PDESystem",
+    "Periodic",
+    "Dirichlet",
+    "Neumann",
+    "Outflow",
+    "BoundarySeries",
     "GeneratedModel",
     "load_model",
     "NonFiniteStateError",

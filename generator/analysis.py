@@ -45,6 +45,7 @@ RESERVED_NAMES = frozenset(
         "jit_compile",
         "time_units",
         "length_units",
+        "boundary_values",
     }
 )
 #: Prefixes of the generated code's own names (``trend_u`` locals, ``pkfnet_trend`` layers).

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 import linecache
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,13 @@ import sympy
 from sympy.core.function import AppliedUndef
 
 from .analysis import PDESystem, check_not_reserved, python_identifier
+from .boundaries import (
+    Conditions,
+    bounded_conditions,
+    describe_conditions,
+    normalize_boundaries,
+    periodic_axes,
+)
 from .printing import KerasOpsPrinter, trend_code_lines
 
 if TYPE_CHECKING:
@@ -72,6 +79,21 @@ class NNModelBuilder:
     closures : optional mapping exogenous function name → sympy expression of the known
         fields (and trainable scalars); each becomes a diagnostic equation generated like
         the rest, so the slot is filled in the model itself.
+    boundaries : optional mapping, default all periodic
+        Boundary conditions (:mod:`generator.boundaries`): keys are coordinate names
+        (conditions of every prognostic field on that axis) or prognostic field names mapping
+        to their own ``{coordinate: conditions}``; conditions are one kind for both sides or a
+        ``(low, high)`` pair, each ``"periodic"``, ``"dirichlet"``, ``"neumann"``,
+        ``"outflow"`` (``"open"``) or ``Dirichlet(value)``, ``Neumann(value)``, ``Outflow()``,
+        ``Periodic()``. E.g. ``{"x": ("dirichlet", "outflow")}`` or
+        ``{"x": "neumann", "V_u": {"x": (Dirichlet(None), Outflow())}}``. A bounded axis of
+        n points includes both ends: ``x_i = i L / (n - 1)``.
+
+    Raises
+    ------
+    ValueError
+        For a bad class name or accuracy, or bad boundaries (naming the coordinate, field or
+        kind; see :func:`generator.boundaries.normalize_boundaries`).
 
     Examples
     --------
@@ -91,6 +113,7 @@ class NNModelBuilder:
         class_name: str = "NNModel",
         accuracy: int = 2,
         closures: dict[str, sympy.Expr] | None = None,
+        boundaries: Mapping[str, object] | None = None,
     ):
         if not isinstance(class_name, str) or not class_name.isidentifier():
             raise ValueError(f"class_name {class_name!r} is not a Python identifier")
@@ -103,6 +126,14 @@ class NNModelBuilder:
         if closures:
             equations += _closure_equations(PDESystem.from_equations(equations), closures)
         self.system = PDESystem.from_equations(equations)
+        system = self.system
+        #: Every prognostic field's (low, high) conditions on every axis.
+        self.boundaries: Conditions = normalize_boundaries(
+            boundaries,
+            system.coordinate_names,
+            system.prognostic_functions,
+            [*system.constant_functions, *system.exogenous_functions, *system.diagnostic_functions],
+        )
         self.class_name = class_name
         self.accuracy = accuracy
         self._code: str | None = None
@@ -144,6 +175,11 @@ class NNModelBuilder:
         used = set().union(*(e.free_symbols for e in expressions))
         used_names = {str(s) for s in used}
         equation_lines = [_equation_text(eq) for eq in system.equations]
+        bounded = bounded_conditions(self.boundaries)
+        periodic = periodic_axes(self.boundaries, system.coordinate_names)
+        condition_classes = sorted(
+            {type(c).__name__ for axes in bounded.values() for p in axes.values() for c in p}
+        )
         code = (
             _environment()
             .get_template("model.py.j2")
@@ -177,6 +213,20 @@ class NNModelBuilder:
                     (n, derivatives[n]) for n in prognostic_and_exogenous if derivatives[n]
                 ],
                 registration_key=_KEY_PLACEHOLDER,
+                bounded=not all(periodic),
+                axes_text=", ".join(
+                    f"{c} {'periodic' if p else 'bounded'}"
+                    for c, p in zip(system.coordinate_names, periodic, strict=True)
+                ),
+                boundary_text=[
+                    describe_conditions({f: axes}, system.coordinate_names)
+                    for f, axes in self.boundaries.items()
+                ],
+                condition_classes=condition_classes,
+                boundary_conditions=[
+                    (f, [(c, repr(low), repr(high)) for c, (low, high) in axes.items()])
+                    for f, axes in bounded.items()
+                ],
             )
         )
         # The Keras registration key names this exact code: two different classes that share a

@@ -105,9 +105,18 @@ def time_attributes(units: str | None = None) -> dict[str, str]:
     }
 
 
-def coordinate_attributes(name: str, units: str | None = None) -> dict[str, str]:
-    """Attributes of a spatial grid coordinate (``units`` default ``"1"``, dimensionless)."""
-    attributes = {"long_name": f"{name} coordinate (periodic grid)", "units": units or "1"}
+def coordinate_attributes(
+    name: str, units: str | None = None, periodic: bool = True
+) -> dict[str, str]:
+    """Attributes of a spatial grid coordinate (``units`` default ``"1"``, dimensionless).
+
+    ``periodic=False`` labels a bounded axis (both end points on the grid).
+
+    >>> coordinate_attributes("x", periodic=False)["long_name"]
+    'x coordinate (bounded grid, both end points included)'
+    """
+    kind = "periodic grid" if periodic else "bounded grid, both end points included"
+    attributes = {"long_name": f"{name} coordinate ({kind})", "units": units or "1"}
     if name in _CF_AXES:
         attributes["axis"] = name.upper()
     return attributes

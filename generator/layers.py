@@ -1,9 +1,12 @@
-"""Keras layers of generated models: periodic finite-difference derivatives and the trend.
+"""Keras layers of generated models: finite-difference derivatives and the trend.
 
-Keras has no circular padding. Every derivative of a field is instead a weighted sum of
-periodically shifted copies of it (``ops.roll``), each copy made once per field and shared
-by all its derivatives: the equivalent of wrap padding plus one multi-channel valid
-convolution, which XLA fuses into a few loops (about 4x faster than pad-and-slice on CPU).
+Keras has no circular padding. On a periodic axis every derivative of a field is instead a
+weighted sum of periodically shifted copies of it (``ops.roll``), each copy made once per
+field and shared by all its derivatives: the equivalent of wrap padding plus one
+multi-channel valid convolution, which XLA fuses into a few loops (about 4x faster than
+pad-and-slice on CPU). On a bounded axis the same sum is exact away from the ends, and the
+first and last points are replaced by off-centre rows (``ops.where`` on a constant mask,
+:func:`generator.stencils.apply_stencils`).
 """
 
 from __future__ import annotations
@@ -20,45 +23,69 @@ from .stencils import Stencil, apply_stencils, derivative_stencil
 if TYPE_CHECKING:
     from .model import GeneratedModel
 
-__all__ = ["periodic_derivatives", "PeriodicDerivatives", "TrendLayer"]
+__all__ = [
+    "Derivatives",
+    "PeriodicDerivatives",
+    "TrendLayer",
+    "grid_derivatives",
+    "periodic_derivatives",
+]
 
 
-def _kernels(orders_list, spacings, accuracy) -> list[Stencil]:
-    return [derivative_stencil(tuple(o), tuple(spacings), accuracy) for o in orders_list]
+def _kernels(orders_list, spacings, accuracy, bounded=None) -> list[Stencil]:
+    return [derivative_stencil(tuple(o), tuple(spacings), accuracy, bounded) for o in orders_list]
+
+
+def grid_derivatives(x, stencils: Sequence[Stencil]) -> list:
+    """All derivatives of one field ``x`` (batch, n_0, ..., n_{d-1}), periodic or bounded axes.
+
+    ``stencils`` are separable stencils divided by the spacings
+    (:func:`generator.stencils.derivative_stencil`, with ``bounded=`` for bounded axes); one
+    tensor shaped like ``x`` is returned per stencil (see
+    :func:`generator.stencils.apply_stencils`, shared with numpy).
+    """
+    return apply_stencils(
+        x,
+        stencils,
+        lambda a, shift, axis: ops.roll(a, shift, axis),
+        1,
+        ops.where,
+    )
 
 
 def periodic_derivatives(x, stencils: Sequence[Stencil]) -> list:
     """All derivatives of one field ``x`` (batch, n_0, ..., n_{d-1}) on the periodic grid.
 
-    ``stencils`` are separable centred stencils divided by the spacings
-    (:func:`generator.stencils.derivative_stencil`); one tensor shaped like ``x`` is returned
-    per stencil (see :func:`generator.stencils.apply_stencils`, shared with numpy).
+    The same as :func:`grid_derivatives` for stencils of periodic axes only.
     """
-    return apply_stencils(x, stencils, lambda a, shift, axis: ops.roll(a, shift, axis), 1)
+    return grid_derivatives(x, stencils)
 
 
 @keras.saving.register_keras_serializable(package="pkfnet")
-class PeriodicDerivatives(keras.layers.Layer):
-    """All finite-difference derivatives of one field on a periodic grid.
+class Derivatives(keras.layers.Layer):
+    """All finite-difference derivatives of one field on a grid of periodic or bounded axes.
 
     Parameters
     ----------
     orders : list of per-axis derivative orders, one entry per output.
     spacings : grid spacing of each axis.
-    accuracy : even order of accuracy of the centred stencils.
+    accuracy : even order of accuracy of the stencils (centred inside, off-centre rows of
+        the same order near bounded sides).
     output_names : names of the outputs (for readability only).
+    bounded : one bool per axis (default all False: periodic).
     """
 
-    def __init__(self, orders, spacings, accuracy=2, output_names=None, **kwargs):
+    def __init__(self, orders, spacings, accuracy=2, output_names=None, bounded=None, **kwargs):
         super().__init__(**kwargs)
         self.orders = [tuple(int(v) for v in o) for o in orders]
         self.spacings = tuple(float(s) for s in spacings)
         self.accuracy = int(accuracy)
         self.output_names = list(output_names or [str(o) for o in self.orders])
-        self._kernels = _kernels(self.orders, self.spacings, self.accuracy)
+        self.bounded = tuple(bool(b) for b in (bounded or (False,) * len(self.spacings)))
+        self._kernels = _kernels(self.orders, self.spacings, self.accuracy, self.bounded)
 
     def call(self, x):
-        return periodic_derivatives(x, self._kernels)
+        return grid_derivatives(x, self._kernels)
 
     def compute_output_shape(self, input_shape):
         return [tuple(input_shape)] * len(self.orders)
@@ -70,8 +97,15 @@ class PeriodicDerivatives(keras.layers.Layer):
             spacings=list(self.spacings),
             accuracy=self.accuracy,
             output_names=self.output_names,
+            bounded=list(self.bounded),
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="pkfnet")
+class PeriodicDerivatives(Derivatives):
+    """:class:`Derivatives` on a periodic grid (the layer of models saved before bounded axes
+    existed; kept so that their files load)."""
 
 
 class TrendLayer(keras.layers.Layer):
@@ -91,6 +125,8 @@ class TrendLayer(keras.layers.Layer):
     shape : grid shape (n_0, ..., n_{d-1}).
     spacings : grid spacing of each axis.
     accuracy : even order of accuracy of the stencils.
+    bounded : one bool per axis (default all False: periodic); the derivatives of constant
+        and diagnostic fields use off-centre rows near bounded sides, as the prognostic ones.
     """
 
     constant_names: tuple[str, ...] = ()
@@ -102,12 +138,22 @@ class TrendLayer(keras.layers.Layer):
     #: The generated model class this trend belongs to (set by the generated module).
     model_class: type[GeneratedModel] | None = None
 
-    def __init__(self, shape, spacings, accuracy=2, source=None, model_settings=None, **kwargs):
+    def __init__(
+        self,
+        shape,
+        spacings,
+        accuracy=2,
+        source=None,
+        model_settings=None,
+        bounded=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.model_settings = dict(model_settings or {})
         self.grid_shape = tuple(int(n) for n in shape)
         self.spacings = tuple(float(s) for s in spacings)
         self.accuracy = int(accuracy)
+        self.bounded = tuple(bool(b) for b in (bounded or (False,) * len(self.grid_shape)))
         self.constant_weights = {
             name: self.add_weight(
                 name=name, shape=(), initializer="zeros", trainable=False, dtype=self.dtype
@@ -141,7 +187,7 @@ class TrendLayer(keras.layers.Layer):
         self._field_kernels = {
             name: (
                 [d[0] for d in derivs],
-                _kernels([d[1] for d in derivs], self.spacings, self.accuracy),
+                _kernels([d[1] for d in derivs], self.spacings, self.accuracy, self.bounded),
             )
             for name, derivs in {
                 **self.constant_function_derivatives,
@@ -157,7 +203,7 @@ class TrendLayer(keras.layers.Layer):
             fields[name] = value
             if name in self._field_kernels:
                 names, kernels = self._field_kernels[name]
-                fields.update(zip(names, periodic_derivatives(value, kernels), strict=True))
+                fields.update(zip(names, grid_derivatives(value, kernels), strict=True))
         return fields
 
     def call(self, fields):
@@ -183,7 +229,7 @@ class TrendLayer(keras.layers.Layer):
 
     def derivatives_of(self, name: str, value) -> list:
         """The derivatives of diagnostic field ``name`` listed in ``diagnostic_derivatives``."""
-        return periodic_derivatives(value, self._field_kernels[name][1])
+        return grid_derivatives(value, self._field_kernels[name][1])
 
     def compute_trend(self, fields: dict, constants: dict) -> dict:
         raise NotImplementedError("generated subclasses implement compute_trend")
@@ -194,6 +240,7 @@ class TrendLayer(keras.layers.Layer):
             shape=list(self.grid_shape),
             spacings=list(self.spacings),
             accuracy=self.accuracy,
+            bounded=list(self.bounded),
             model_settings=self.model_settings,
             source=self.model_class.source() if self.model_class is not None else None,
         )

@@ -28,6 +28,15 @@ import tensorflow as tf
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from .boundaries import (
+    SIDES,
+    BoundaryImposition,
+    Conditions,
+    Neumann,
+    bounded_conditions,
+    normalize_boundaries,
+    periodic_axes,
+)
 from .conventions import MEMBER_DIM
 from .integrate import (
     DEFAULT_CACHE_BUDGET,
@@ -39,9 +48,10 @@ from .integrate import (
     run_chunks,
     time_grid,
 )
-from .layers import PeriodicDerivatives, TrendLayer
+from .layers import Derivatives, TrendLayer
 from .protocols import DType
 from .results import model_dataset, to_model_order
+from .stencils import one_sided_nodes
 from .timeschemes import TIME_SCHEMES, TimeScheme
 from .validation import finite_float, per_axis, positive_int, real_array
 
@@ -54,20 +64,32 @@ TREND_LAYER = "pkfnet_trend"
 
 
 class GeneratedModel:
-    """Base class of generated PDE models on a periodic grid.
+    """Base class of generated PDE models on a grid of periodic or bounded axes.
 
     Parameters
     ----------
     shape : int or tuple of int
         Number of grid points per coordinate (default 100 per axis).
     lengths : float or tuple of float
-        Domain length per coordinate (default 1.0); the grid is ``x_i = i * lengths/shape``.
+        Domain length per coordinate (default 1.0); the grid is ``x_i = i * lengths/shape`` on
+        a periodic axis, ``x_i = i * lengths/(shape - 1)`` (both ends included) on a bounded
+        one.
     dtype : ``"float64"`` (default) or ``"float32"``.
     time_scheme : ``"euler"``, ``"rk2"`` or ``"rk4"`` (default).
     jit_compile : compile the forecast loop with XLA (default True).
     time_units, length_units : str, optional
         UDUNITS units of the model's time and coordinates, written to results; without them
         time and space are dimensionless (``units = "1"``).
+    boundary_values : mapping, optional
+        Values of the Dirichlet and Neumann sides declared by the class
+        (``boundary_conditions``), replacing the declared ones: ``{field: {coordinate:
+        sides}}``, or ``{coordinate: sides}`` for every field with an imposed side there.
+        ``sides`` is a ``(low, high)`` tuple (``None`` leaves a side as declared), a
+        ``{"low": ..., "high": ...}`` mapping, or one value for every imposed side of the
+        axis. A value is a number, an array over the face (the grid shape without the axis,
+        model order), a function ``value(t)`` of a scalar tensor written with ``keras.ops``
+        (returning a scalar, a face or a ``(batch, *face)`` tensor), or a
+        :class:`generator.boundaries.BoundarySeries`; see :meth:`set_boundary_value`.
     **values
         Every constant (scalar) and constant function by name. A constant function is an array
         in its own argument order (``k(y, x)``: shape ``(ny, nx)``), a scalar (uniform), or an
@@ -77,7 +99,9 @@ class GeneratedModel:
     ------
     ValueError
         Naming the argument: non-positive or non-integral ``shape``, non-finite ``lengths``,
-        unknown ``dtype`` / ``time_scheme``, missing or unknown constants, wrong array shapes.
+        unknown ``dtype`` / ``time_scheme``, missing or unknown constants, wrong array shapes,
+        a bounded axis too short for its off-centre stencils, bad boundary values (naming the
+        field, coordinate and side).
     """
 
     #: Filled in by generated subclasses.
@@ -94,6 +118,9 @@ class GeneratedModel:
     field_derivatives: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
     trend_layer_class: type[TrendLayer] = TrendLayer
     equations_text: str = ""
+    #: The bounded axes' conditions ``{field: {coordinate: (low, high)}}`` (see
+    #: :mod:`generator.boundaries`); axes not listed are periodic.
+    boundary_conditions: Conditions = {}
 
     def __init__(
         self,
@@ -104,12 +131,15 @@ class GeneratedModel:
         jit_compile: bool = True,
         time_units: str | None = None,
         length_units: str | None = None,
+        boundary_values: Mapping[str, Any] | None = None,
         **values: Any,
     ) -> None:
         self._configure(shape, lengths, dtype, time_scheme, jit_compile, time_units, length_units)
         self._check_values(values)
         for name, value in values.items():
             self._set_value(name, value)
+        if boundary_values is not None:
+            self._set_boundary_values(boundary_values)
 
     def _configure(
         self,
@@ -124,8 +154,15 @@ class GeneratedModel:
         ndim = len(self.coordinates)
         self.shape: tuple[int, ...] = per_axis(shape, ndim, "shape", "int", default=100)
         self.lengths: tuple[float, ...] = per_axis(lengths, ndim, "lengths", "float", default=1.0)
+        conditions = normalize_boundaries(
+            self.boundary_conditions, self.coordinates, self.prognostic_functions
+        )
+        self._conditions = bounded_conditions(conditions)
+        self.periodic_axes: tuple[bool, ...] = periodic_axes(conditions, self.coordinates)
+        self._check_bounded_sizes()
         self.dx: tuple[float, ...] = tuple(
-            L / n for L, n in zip(self.lengths, self.shape, strict=True)
+            L / n if periodic else L / (n - 1)
+            for L, n, periodic in zip(self.lengths, self.shape, self.periodic_axes, strict=True)
         )
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
@@ -140,7 +177,49 @@ class GeneratedModel:
         self.length_units = length_units
         self._closures: dict[str, tuple[Callable, tuple[str, ...]]] = {}
         self._loops: dict[str, Callable] = {}
+        self._imposition: BoundaryImposition | None = None
+        if not all(self.periodic_axes):
+            self._imposition = BoundaryImposition(
+                self._conditions,
+                self.coordinates,
+                self.prognostic_functions,
+                self.shape,
+                self.dx,
+                self.accuracy,
+                self.dtype,
+            )
         self.trend_model = self._build_trend_model()
+
+    def _check_bounded_sizes(self) -> None:
+        """A bounded axis needs the points of its widest off-centre stencil."""
+        layer = self.trend_layer_class
+        orders = [
+            spec[1]
+            for table in (
+                self.field_derivatives,
+                layer.constant_function_derivatives,
+                layer.diagnostic_derivatives,
+            )
+            for specs in table.values()
+            for spec in specs
+        ]
+        for axis, (name, n, periodic) in enumerate(
+            zip(self.coordinates, self.shape, self.periodic_axes, strict=True)
+        ):
+            if periodic:
+                continue
+            needed = [3] + [one_sided_nodes(o[axis], self.accuracy) for o in orders]
+            neumann = any(
+                isinstance(c, Neumann)
+                for axes in self._conditions.values()
+                for c in axes.get(name, ())
+            )
+            needed.append(self.accuracy + 1 if neumann else 0)
+            if n < max(needed):
+                raise ValueError(
+                    f"shape[{axis}] = {n} on the bounded coordinate '{name}': its off-centre "
+                    f"stencils of accuracy {self.accuracy} need at least {max(needed)} points"
+                )
 
     def __repr__(self) -> str:
         return (
@@ -151,8 +230,15 @@ class GeneratedModel:
     # -- construction ---------------------------------------------------------------
     @property
     def grid(self) -> tuple[np.ndarray, ...]:
-        """Coordinates of the grid points, one 1D array per axis."""
+        """Coordinates of the grid points, one 1D array per axis: ``i * dx``, ``i = 0..n-1``
+        (a bounded axis ends at its length, a periodic one a step before)."""
         return tuple(np.arange(n) * d for n, d in zip(self.shape, self.dx, strict=True))
+
+    @property
+    def boundary_description(self) -> str:
+        """The boundary conditions with their current values, one line (``"periodic"`` when
+        every axis is)."""
+        return "periodic" if self._imposition is None else self._imposition.describe()
 
     @property
     def trend_layer(self) -> TrendLayer:
@@ -168,11 +254,12 @@ class GeneratedModel:
             derivs = self.field_derivatives.get(name, ())
             if not derivs:
                 continue
-            layer = PeriodicDerivatives(
+            layer = Derivatives(
                 orders=[d[1] for d in derivs],
                 spacings=self.dx,
                 accuracy=self.accuracy,
                 output_names=[d[0] for d in derivs],
+                bounded=[not p for p in self.periodic_axes],
                 name=f"pkfnet_D_{name}",
                 dtype=self.dtype,
             )
@@ -181,6 +268,7 @@ class GeneratedModel:
             shape=self.shape,
             spacings=self.dx,
             accuracy=self.accuracy,
+            bounded=[not p for p in self.periodic_axes],
             name=TREND_LAYER,
             dtype=self.dtype,
         )
@@ -193,7 +281,7 @@ class GeneratedModel:
         return keras.Model(inputs=inputs, outputs=outputs, name=type(self).__name__)
 
     def _settings(self) -> dict[str, Any]:
-        return {
+        settings = {
             "shape": list(self.shape),
             "lengths": list(self.lengths),
             "dtype": self.dtype,
@@ -202,6 +290,9 @@ class GeneratedModel:
             "time_units": self.time_units,
             "length_units": self.length_units,
         }
+        if self._imposition is not None:
+            settings["boundary_values"] = self._imposition.settings()
+        return settings
 
     def _check_values(self, values: Mapping) -> None:
         expected = (*self.constants, *self.constant_functions)
@@ -266,6 +357,106 @@ class GeneratedModel:
         """Change a constant, trainable scalar or constant function after construction."""
         self._set_value(name, value)
 
+    def set_boundary_value(self, field: str, coordinate: str, side: str, value: Any) -> None:
+        """Set the value of a Dirichlet or Neumann side.
+
+        Parameters
+        ----------
+        field : a prognostic field.
+        coordinate : a bounded coordinate.
+        side : ``"low"`` (coordinate 0) or ``"high"`` (coordinate ``lengths``).
+        value : number, array, callable or :class:`generator.boundaries.BoundarySeries`
+            The boundary value (Dirichlet, field units) or the derivative along the increasing
+            coordinate (Neumann, field units per length unit): a number; an array over the
+            face, shaped like the grid without ``coordinate``'s axis (model order; an
+            ``xarray.DataArray`` with those dims); a function ``value(t)`` of a scalar tensor of
+            the model's dtype, written with ``keras.ops``, returning a scalar, a face-shaped or
+            a ``(batch, *face)`` tensor (called at every stage time inside the compiled loop);
+            or a ``BoundarySeries(times, values)`` interpolated linearly at the stage times.
+            Numbers, arrays and series of unchanged shapes are held in variables: changing them
+            reuses the compiled forecast (and an ensemble's compiled loop). A new function, or
+            a series of another shape, is traced again by :meth:`forecast`; an
+            ``EnsembleForecast`` made before keeps what it compiled: make a new one.
+
+        Raises
+        ------
+        ValueError
+            Naming the field, coordinate and side: not a prognostic field, an unknown or
+            periodic coordinate, a side without condition (outflow), a wrong value shape or
+            non-finite values.
+
+        Examples
+        --------
+        >>> model.set_boundary_value("u", "x", "low", lambda t: keras.ops.sin(t))  # doctest: +SKIP
+        """
+        if self._imposition is None:
+            raise ValueError(
+                f"boundary value for field '{field}', coordinate '{coordinate}', side "
+                f"'{side}': {type(self).__name__} is periodic on every axis (no boundary)"
+            )
+        if self._imposition.set(field, coordinate, side, value):
+            self._loops.clear()
+
+    def _set_boundary_values(self, values: Mapping[str, Any]) -> None:
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"boundary_values: expected a mapping of field or coordinate → values, got "
+                f"{values!r}"
+            )
+        for key, spec in values.items():
+            if key in self.prognostic_functions:
+                if not isinstance(spec, Mapping):
+                    raise ValueError(
+                        f"boundary_values['{key}']: expected a mapping of coordinate → values, "
+                        f"got {spec!r}"
+                    )
+                for coordinate, sides in spec.items():
+                    self._set_sides([key], coordinate, sides, f"boundary_values['{key}']")
+            elif key in self.coordinates:
+                imposed = self._imposition.sides if self._imposition is not None else {}
+                fields = [
+                    f
+                    for f in self.prognostic_functions
+                    if any((f, key, side) in imposed for side in SIDES)
+                ]
+                if not fields:
+                    raise ValueError(
+                        f"boundary_values['{key}']: no field has a Dirichlet or Neumann side "
+                        f"on coordinate '{key}'"
+                    )
+                self._set_sides(fields, key, spec, "boundary_values")
+            else:
+                raise ValueError(
+                    f"boundary_values: unknown field or coordinate {key!r}; the prognostic "
+                    f"fields are {list(self.prognostic_functions)} and the coordinates "
+                    f"{list(self.coordinates)}"
+                )
+
+    def _set_sides(self, fields: Sequence[str], coordinate: str, sides: Any, label: str) -> None:
+        if isinstance(sides, tuple):
+            if len(sides) != 2:
+                raise ValueError(
+                    f"{label}['{coordinate}']: a tuple of sides is (low, high), got {len(sides)}"
+                )
+            pairs = dict(zip(SIDES, sides, strict=True))
+        elif isinstance(sides, Mapping):
+            unknown = [s for s in sides if s not in SIDES]
+            if unknown:
+                raise ValueError(
+                    f"{label}['{coordinate}']: unknown side(s) {unknown}; sides are 'low' and "
+                    "'high'"
+                )
+            pairs = dict(sides)
+        else:  # one value for every imposed side
+            imposed = self._imposition.sides if self._imposition is not None else {}
+            pairs = {s: sides for s in SIDES if any((f, coordinate, s) in imposed for f in fields)}
+            if not pairs:
+                pairs = {"low": sides}  # raises below, naming the side
+        for field in fields:
+            for side, value in pairs.items():
+                if value is not None:
+                    self.set_boundary_value(field, coordinate, side, value)
+
     @property
     def trainable_scalars(self) -> dict[str, float]:
         """Current values of the trainable scalars, by name."""
@@ -313,9 +504,12 @@ class GeneratedModel:
     def fingerprint(self) -> dict[str, str]:
         """Everything that determines this model's results, as strings (for file headers).
 
-        The generated source code (hash), grid, dtype, time scheme, and a hash of every
-        constant, constant field and trainable scalar value and of the plugged closure models'
-        weights. Two models with the same fingerprint compute the same numbers.
+        The generated source code (hash, which includes the declared boundary conditions),
+        grid, dtype, time scheme, and a hash of every constant, constant field and trainable
+        scalar value, of the boundary values (functions of time by their code and captured
+        values) and of the plugged closure models' weights; a bounded model adds its
+        ``boundary_conditions`` in words. Two models with the same fingerprint compute the same
+        numbers (up to what a boundary function reads from globals).
         """
         digest = hashlib.sha256()
         for name in (*self.constants, *self.trainable_scalar_names, *self.constant_functions):
@@ -325,8 +519,10 @@ class GeneratedModel:
             digest.update(f"{name}{inputs}{type(function).__name__}".encode())
             for weight in getattr(function, "weights", ()):
                 digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+        if self._imposition is not None:
+            self._imposition.fingerprint(digest)
         source = type(self).source()
-        return {
+        fingerprint = {
             "model": type(self).__name__,
             "model_source_sha256": hashlib.sha256(source.encode()).hexdigest(),
             "shape": " ".join(map(str, self.shape)),
@@ -336,6 +532,9 @@ class GeneratedModel:
             "stencil_accuracy": str(self.accuracy),
             "values_sha256": digest.hexdigest(),
         }
+        if self._imposition is not None:  # periodic models keep their earlier fingerprint
+            fingerprint["boundary_conditions"] = self.boundary_description
+        return fingerprint
 
     @classmethod
     def source(cls) -> str:
@@ -363,7 +562,10 @@ class GeneratedModel:
         return keras.ops.cast(value, self.dtype)
 
     def trend_tensors(self, t, state: tuple) -> tuple:
-        """Trend of every prognostic field; ``state`` is a tuple of (batch, *grid) tensors."""
+        """Trend of every prognostic field; ``state`` is a tuple of (batch, *grid) tensors.
+
+        The right-hand sides on the state as given, with off-centre stencils near bounded sides
+        (boundary conditions are not imposed here: see :meth:`project`)."""
         fields = dict(zip(self.prognostic_functions, state, strict=True))
         for name in self.exogenous_functions:
             fields[name] = self._exogenous(name, t, fields)
@@ -371,8 +573,40 @@ class GeneratedModel:
         return tuple(out[name] for name in self.prognostic_functions)
 
     def step_tensors(self, state: tuple, t, dt) -> tuple:
-        """One time step of the model's scheme on a tuple of (batch, *grid) tensors."""
-        return TIME_SCHEMES[self.time_scheme](self.trend_tensors, t, state, dt)
+        """One time step of the model's scheme on a tuple of (batch, *grid) tensors.
+
+        On a bounded grid the boundary conditions are imposed (:meth:`project`) on the state
+        the step starts from, on every Runge-Kutta stage state at its stage time and on the
+        result at ``t + dt``."""
+        scheme = TIME_SCHEMES[self.time_scheme]
+        if self._imposition is None:
+            return scheme(self.trend_tensors, t, state, dt)
+        return scheme(self.trend_tensors, t, state, dt, self._imposition.project)
+
+    def project(self, t, state: tuple) -> tuple:
+        """``state`` (a tuple of (batch, *grid) tensors) with the boundary conditions at time
+        ``t`` imposed: Dirichlet points set to their value, Neumann points set from the
+        interior so that the off-centre first derivative of the stencils' accuracy equals the
+        prescribed derivative (along the increasing coordinate). Differentiable (Keras
+        symbolic tensors too); the state itself on a periodic grid.
+
+        Raises
+        ------
+        ValueError
+            If an imposed side has no value (naming the field, coordinate and side).
+        """
+        if self._imposition is None:
+            return tuple(state)
+        return self._imposition.project(t, tuple(state))
+
+    def _check_boundaries(
+        self, where: str, first: float | None = None, last: float | None = None
+    ) -> None:
+        if self._imposition is None:
+            return
+        self._imposition.check_complete(f"{type(self).__name__}.{where}")
+        if first is not None and last is not None:
+            self._imposition.check_times(first, last, f"{type(self).__name__}.{where}")
 
     # -- differentiable stepping ----------------------------------------------------
     def step_model(self, dt: float, steps: int = 1, return_sequence: bool = False) -> keras.Model:
@@ -387,10 +621,13 @@ class GeneratedModel:
 
         The model's inputs and outputs are dicts keyed by prognostic field; its weights are
         the trend model's (trainable scalars) and those of the plugged closure models, so
-        gradients flow through all of them and through the initial state.
+        gradients flow through all of them and through the initial state. On a bounded grid
+        the steps start at ``t = 0`` and use the boundary values set when the model is made
+        (numbers and arrays are read once; build a new step model after changing them).
         """
         dt = finite_float(dt, "dt", "positive")
         steps = positive_int(steps, "steps")
+        self._check_boundaries("step_model", 0.0, steps * dt)
         inputs = {
             name: keras.Input(shape=self.shape, name=name, dtype=self.dtype)
             for name in self.prognostic_functions
@@ -425,6 +662,11 @@ class GeneratedModel:
                 f"{label}: shape {tuple(v[0].shape)} differs from the state's {tuple(x[0].shape)}"
             )
         t0, dt = tf.constant(grid.t0, self.dtype), tf.constant(grid.dt, self.dtype)
+        self._check_boundaries(
+            "tangent_linear" if label == "perturbation" else "adjoint",
+            grid.t0,
+            grid.t0 + grid.steps * grid.dt,
+        )
         return x, v, batched, t0, dt, grid.steps
 
     def tangent_linear(
@@ -496,6 +738,12 @@ class GeneratedModel:
         """Trend ∂t of every prognostic field for a state (arrays shaped like the grid,
         or with a leading batch axis).
 
+        The right-hand sides evaluated on the state as given. On a bounded axis the
+        derivatives use off-centre stencils at the first and last points, so the trend is
+        defined there too; at Dirichlet and Neumann points it is what the equations give but
+        the time schemes do not use it: those points are reset from their condition at every
+        stage (:meth:`project`).
+
         Raises
         ------
         NonFiniteStateError
@@ -523,6 +771,10 @@ class GeneratedModel:
         saved_times : strictly increasing times among ``times`` at which the state is kept
             (default: all).
 
+        On a bounded grid the initial state is projected onto the boundary conditions at
+        ``times[0]`` first (and kept so at ``times[0]``), then every step imposes them at
+        every stage.
+
         Returns
         -------
         xarray.Dataset
@@ -541,6 +793,9 @@ class GeneratedModel:
         """
         grid = time_grid(times, saved_times)
         tensors, batched = self._state_tensors(state, "state")
+        if self._imposition is not None:
+            self._check_boundaries("forecast", grid.t0, grid.t0 + grid.steps * grid.dt)
+            tensors = self.project(tf.constant(grid.t0, self.dtype), tensors)
         if "states" not in self._loops:
             self._loops["states"] = compile_loop(
                 self.step_tensors, lambda state: tuple(state), self.jit_compile
@@ -554,6 +809,8 @@ class GeneratedModel:
         sizes = chunk_sizes(
             members, largest_chunk(member_bytes, DEFAULT_MEMORY_BUDGET, DEFAULT_CACHE_BUDGET)
         )
+        if self._imposition is not None and self._imposition.member_axis():
+            sizes = (members,)  # boundary values per member: the members stay together
         bounds = np.cumsum([0, *sizes])
         chunks = (
             (tuple(t[start:stop] for t in tensors), ())
@@ -624,11 +881,14 @@ class GeneratedModel:
         """Save the model (trend network, constants, settings and generated code) as ``.keras``.
 
         Reload it with :func:`generator.load_model` (any process) to get the whole model back,
-        forecast included; ``keras.saving.load_model`` gives the bare trend network.
+        forecast included; ``keras.saving.load_model`` gives the bare trend network. Boundary
+        values that are numbers or arrays are saved; functions of time and series are not:
+        the reloaded model has them missing (a forecast names them) until they are set again.
         """
         path = Path(path)
         if path.suffix != ".keras":
             raise ValueError(f"path: a saved model file ends with '.keras', got {path.name!r}")
+        self.trend_layer.model_settings = self._settings()  # the current boundary values
         self.trend_model.save(path)
         return path
 
@@ -644,6 +904,8 @@ class GeneratedModel:
             settings.get("time_units"),
             settings.get("length_units"),
         )
+        if model._imposition is not None:
+            model._imposition.restore(settings.get("boundary_values") or {})
         return model
 
     # -- checks -----------------------------------------------------------------------

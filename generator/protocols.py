@@ -56,6 +56,16 @@ class LabelledModel(Protocol):
         ...
 
     @property
+    def periodic_axes(self) -> tuple[bool, ...]:
+        """Whether each axis is periodic (else bounded, both end points on the grid)."""
+        ...
+
+    @property
+    def boundary_description(self) -> str:
+        """The boundary conditions in words (``"periodic"`` when every axis is)."""
+        ...
+
+    @property
     def lengths(self) -> tuple[float, ...]:
         """Domain length per axis (length units)."""
         ...
@@ -127,7 +137,8 @@ class SteppableModel(LabelledModel, Protocol):
 
     @property
     def dx(self) -> tuple[float, ...]:
-        """Grid spacing per axis, ``lengths[i] / shape[i]`` (length units)."""
+        """Grid spacing per axis, ``lengths[i] / shape[i]`` on a periodic axis,
+        ``lengths[i] / (shape[i] - 1)`` on a bounded one (length units)."""
         ...
 
     @property

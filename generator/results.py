@@ -45,13 +45,16 @@ def grid_coordinates(model: LabelledModel) -> dict[str, xr.DataArray]:
     """Coordinates of the model's grid points, one 1D ``DataArray`` per axis, with units."""
     units = model.length_units
     return {
-        name: xr.DataArray(values, dims=(name,), attrs=coordinate_attributes(name, units))
-        for name, values in zip(model.coordinates, model.grid, strict=True)
+        name: xr.DataArray(values, dims=(name,), attrs=coordinate_attributes(name, units, periodic))
+        for name, values, periodic in zip(
+            model.coordinates, model.grid, model.periodic_axes, strict=True
+        )
     }
 
 
 def model_attributes(model: LabelledModel) -> dict[str, str | int]:
-    """How the data were made: model class, equations, scheme, accuracy, dtype, grid lengths."""
+    """How the data were made: model class, equations, scheme, accuracy, dtype, grid lengths,
+    boundary conditions (``"periodic"``, or every field's conditions per axis and side)."""
     return {
         "model": type(model).__name__,
         "equations": model.equations_text or type(model).__name__,
@@ -59,7 +62,7 @@ def model_attributes(model: LabelledModel) -> dict[str, str | int]:
         "stencil_accuracy": int(model.accuracy),
         "dtype": model.dtype,
         "domain_lengths": " ".join(repr(float(v)) for v in model.lengths),
-        "boundary_conditions": "periodic",
+        "boundary_conditions": model.boundary_description,
     }
 
 

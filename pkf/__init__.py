@@ -25,10 +25,12 @@ from .netcdf import NetCDFWriter as NetCDFWriter
 from .netcdf import OutputLockedError as OutputLockedError
 from .netcdf import VariableSpec as VariableSpec
 from .quasi_gaussian import quasi_gaussian_closure as quasi_gaussian_closure
+from .sampling import BoundaryErrors as BoundaryErrors
 from .sampling import ensemble_from_background as ensemble_from_background
 from .sampling import gaussian_correlation as gaussian_correlation
 from .sampling import isotropic_correlation as isotropic_correlation
 from .sampling import sample_errors as sample_errors
+from .sampling import time_correlated_errors as time_correlated_errors
 from .statistics import MomentAccumulator as MomentAccumulator
 from .statistics import Moments as Moments
 from .statistics import debias_diffusion as debias_diffusion
@@ -46,6 +48,8 @@ __all__ = [
     "gaussian_correlation",
     "isotropic_correlation",
     "ensemble_from_background",
+    "BoundaryErrors",
+    "time_correlated_errors",
     "MomentAccumulator",
     "Moments",
     "debias_diffusion",

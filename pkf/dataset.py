@@ -710,6 +710,16 @@ def _create(
         record_units="1",
         record_dtype="i4",
         coord_units=model.length_units or "1",
+        periodic=[
+            dict(
+                zip(
+                    model.coordinates,
+                    getattr(model, "periodic_axes", (True,) * len(model.coordinates)),
+                    strict=True,
+                )
+            )[d]
+            for d in grid_dims
+        ],
         static=static,
         attributes=attributes,
         lock=lock,

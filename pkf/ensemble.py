@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 from generator.results import model_dataset, to_model_order
 from generator.validation import positive_int, real_array
 
+from .sampling import BoundaryErrors
 from .statistics import (
     MomentAccumulator,
     MomentKey,
@@ -55,6 +56,9 @@ STATISTICS: tuple[Statistic, ...] = (
     "length_scale",
     "cross",
 )
+
+#: A perturbed side ``(field, coordinate, side)`` (side ``"low"`` or ``"high"``).
+BoundarySide = tuple[str, str, str]
 
 InitialMembers = Mapping[str, ArrayLike] | Callable[[int, int], Mapping[str, ArrayLike]]
 """Either every member at once, ``{field: (members, *grid)}``, or a callable
@@ -142,7 +146,7 @@ class EnsembleResult:
         """The statistics of both ensembles pooled (same model, times and fields; exact)."""
         if not np.array_equal(other.times, self.times):
             raise ValueError("other: the two ensembles were saved at different times")
-        pooled = MomentAccumulator(self.accumulator.spacing, self.fields)
+        pooled = MomentAccumulator(self.accumulator.spacing, self.fields, self.accumulator.periodic)
         pooled.merge(self.accumulator).merge(other.accumulator)
         return EnsembleResult(self.model, self.times, pooled)
 
@@ -168,12 +172,23 @@ class EnsembleResult:
         * ``V_uv`` and ``rho_uv`` — cross-covariance and cross-correlation of each field pair
           (in field order);
         * ``u_members`` — the members ``(time, member, *grid)``, when they were saved.
+
+        On a model with bounded axes (``model.periodic_axes``) the differences are one-sided
+        (first order) at the ends of the bounded axes, and the normalised statistics (``g``,
+        ``s``, ``nu``, ``L``, ``rho``) are NaN where the variance is zero on a bounded side (a
+        Dirichlet side with exact boundary values); the ``metric_estimator`` attribute says so.
+
+        Raises
+        ------
+        ValueError
+            For an unknown statistic, or a zero variance away from the bounded sides.
         """
         wanted = set(STATISTICS if statistics is None else statistics)
         unknown = sorted(wanted - set(STATISTICS))
         if unknown:
             raise ValueError(f"statistics: unknown {unknown}; expected some of {STATISTICS}")
         model, accumulator = self.model, self.accumulator
+        nan_points = not all(accumulator.periodic)
         coordinates = tuple(model.coordinates)
         ndim = len(coordinates)
         fields: dict[str, np.ndarray] = {}
@@ -195,7 +210,7 @@ class EnsembleResult:
             metric = accumulator.metric(f)
             tensor_values = {"metric": metric}
             if wanted & {"aspect", "diffusion"}:
-                tensor_values["aspect"] = aspect_from_metric(metric)
+                tensor_values["aspect"] = aspect_from_metric(metric, nan_points)
                 tensor_values["diffusion"] = tensor_values["aspect"] / 2
             for group, prefix in tensors.items():
                 if group in wanted:
@@ -207,7 +222,7 @@ class EnsembleResult:
                             f"{group} tensor {prefix}_{pair} of {f}",
                         )
             if "length_scale" in wanted:
-                lengths = length_scale_from_metric(metric)
+                lengths = length_scale_from_metric(metric, nan_points)
                 for i, c in enumerate(coordinates):
                     put(f"L_{f}_{c}", lengths[i], f"correlation length-scale of {f} along {c}")
         if "cross" in wanted:
@@ -231,7 +246,7 @@ class EnsembleResult:
             members=False,
             ensemble_size=self.count,
             variance_estimator=variance_estimator(ddof),
-            metric_estimator="second-order centred periodic differences of normalised errors",
+            metric_estimator=metric_estimator(coordinates, accumulator.periodic),
         )
         if self.members is not None:
             for f, values in self.members.items():
@@ -249,6 +264,22 @@ class EnsembleResult:
         return dataset
 
 
+def metric_estimator(coordinates: Sequence[str], periodic: Sequence[bool]) -> str:
+    """The ``metric_estimator`` attribute: how the metric was estimated on these axes.
+
+    >>> metric_estimator(("x",), (True,))
+    'second-order centred periodic differences of normalised errors'
+    """
+    if all(periodic):
+        return "second-order centred periodic differences of normalised errors"
+    bounded = ", ".join(c for c, p in zip(coordinates, periodic, strict=True) if not p)
+    return (
+        "differences of normalised errors: second-order centred in the interior (periodic "
+        f"where the axis is), first-order one-sided at the ends of the bounded axes ({bounded}); "
+        "NaN where the variance is zero on a bounded side"
+    )
+
+
 class EnsembleForecast:
     """Ensemble forecast of a generated model with on-the-fly PKF statistics.
 
@@ -261,8 +292,10 @@ class EnsembleForecast:
     Parameters
     ----------
     model : generator.SteppableModel
-        A model built by :class:`generator.NNModelBuilder` (any time scheme, periodic grid), or
-        any object with the members of :class:`generator.protocols.SteppableModel`.
+        A model built by :class:`generator.NNModelBuilder` (any time scheme; periodic or
+        bounded axes, see ``model.periodic_axes``), or any object with the members of
+        :class:`generator.protocols.SteppableModel` (periodic when it has no
+        ``periodic_axes``).
     members : int
         Ensemble size ``N``.
     chunks : int or sequence of int, optional
@@ -325,13 +358,18 @@ class EnsembleForecast:
         self.fields = tuple(model.prognostic_functions)
         self.shape = tuple(model.shape)
         self.ndim = len(self.shape)
-        self.keys: tuple[MomentKey, ...] = moment_keys(self.fields, self.ndim)
+        self.periodic: tuple[bool, ...] = tuple(
+            bool(p) for p in getattr(model, "periodic_axes", (True,) * self.ndim)
+        )
+        self.keys: tuple[MomentKey, ...] = moment_keys(self.fields, self.ndim, self.periodic)
         self.memory_budget = int(memory_budget)
         self.cache_budget = cache_budget
         self.save_members = bool(save_members)
         self.progress = bool(progress)
         self._chunks = chunks
         self._compiled: dict[bool, Callable] = {}
+        # The shapes of the boundary series the compiled loops were traced with.
+        self._boundary_signature: tuple | None = None
 
     def __repr__(self) -> str:
         return (
@@ -434,6 +472,7 @@ class EnsembleForecast:
         times: ArrayLike,
         initial: InitialMembers,
         saved_times: ArrayLike | None = None,
+        boundary_errors: Mapping[BoundarySide, BoundaryErrors] | None = None,
     ) -> EnsembleResult:
         """Forecast every member over ``times``; statistics at ``saved_times``.
 
@@ -450,6 +489,14 @@ class EnsembleForecast:
         saved_times : array_like, optional
             Strictly increasing times among ``times`` where statistics (and members) are kept;
             default all.
+        boundary_errors : mapping, optional
+            Perturbed Dirichlet sides of a bounded model:
+            ``{(field, coordinate, side): pkf.BoundaryErrors(mean, variance, time_scale,
+            length_scale=None, seed=...)}``. Before each chunk, the side's value is set to
+            ``BoundarySeries(times, mean + errors[:, chunk members])`` (member ``k``'s series
+            drawn from its own seed, so any chunking gives the same members), linearly
+            interpolated at every stage. After the run the side holds the constant ``mean``
+            (the unperturbed value). In-process only (not with ``client=``).
 
         Returns
         -------
@@ -461,16 +508,21 @@ class EnsembleForecast:
         ------
         generator.NonFiniteStateError
             If a member is not finite at a saved time (naming the field, time and members).
+        ValueError
+            For ``boundary_errors`` naming an unknown field, coordinate or side, a side that is
+            not Dirichlet, a value that is not a :class:`pkf.BoundaryErrors`, a ``mean`` not
+            shaped like the face, or a Dask ``client``.
         """
         from generator.integrate import time_grid
 
         grid = time_grid(times, saved_times)
+        boundary = self._check_boundary_errors(boundary_errors)
         plan = ChunkPlan.of(self.chunk_sizes(len(grid.saved_steps)))
-        accumulator = MomentAccumulator(self.model.dx, self.fields)
+        accumulator = MomentAccumulator(self.model.dx, self.fields, self.periodic)
         saved_members: dict[str, list[Any]] = {name: [] for name in self.fields}
         if self.client is None:
             results: Iterable[ChunkResult] = (
-                self.run_chunk(initial, k, plan, grid) for k in range(len(plan.sizes))
+                self.run_chunk(initial, k, plan, grid, boundary) for k in range(len(plan.sizes))
             )
         else:
             from .cluster import ensemble_chunks
@@ -503,14 +555,144 @@ class EnsembleForecast:
         members = None
         if self.save_members:
             members = {name: _concatenate(parts) for name, parts in saved_members.items()}
+        if boundary:
+            self._set_boundary_means(boundary)
         return EnsembleResult(self.model, grid.saved_times, accumulator, members)
 
+    def _check_boundary_errors(
+        self, boundary_errors: Mapping[BoundarySide, BoundaryErrors] | None
+    ) -> dict[BoundarySide, BoundaryErrors]:
+        """The validated ``boundary_errors`` of :meth:`run` (empty when None)."""
+        if not boundary_errors:
+            return {}
+        if not isinstance(boundary_errors, Mapping):
+            raise ValueError(
+                "boundary_errors: expected a mapping {(field, coordinate, side): "
+                f"BoundaryErrors}}, got {type(boundary_errors).__name__}"
+            )
+        if self.client is not None:
+            raise ValueError(
+                "boundary_errors: not supported with a Dask client= yet (the boundary series "
+                "are set on the model in this process); run the ensemble in-process"
+            )
+        from generator.boundaries import Dirichlet, bounded_conditions, normalize_boundaries
+
+        model = self.model
+        if not hasattr(model, "set_boundary_value"):
+            raise ValueError(
+                f"boundary_errors: {type(model).__name__} has no boundary values to perturb "
+                "(not a generated model with bounded axes)"
+            )
+        coordinates = tuple(model.coordinates)
+        declared = getattr(model, "boundary_conditions", None) or {}
+        conditions = bounded_conditions(normalize_boundaries(declared, coordinates, self.fields))
+        checked: dict[BoundarySide, BoundaryErrors] = {}
+        for key, spec in boundary_errors.items():
+            if not (isinstance(key, tuple) and len(key) == 3):
+                raise ValueError(
+                    f"boundary_errors: keys are (field, coordinate, side) tuples, got {key!r}"
+                )
+            field, coordinate, side = key
+            label = f"boundary_errors[{key!r}]"
+            if field not in self.fields:
+                raise ValueError(
+                    f"{label}: unknown field {field!r}; the prognostic fields are "
+                    f"{list(self.fields)}"
+                )
+            if coordinate not in coordinates:
+                raise ValueError(
+                    f"{label}: unknown coordinate {coordinate!r}; the coordinates are "
+                    f"{list(coordinates)}"
+                )
+            if side not in ("low", "high"):
+                raise ValueError(f"{label}: side must be 'low' or 'high', got {side!r}")
+            pair = conditions.get(field, {}).get(coordinate)
+            if pair is None:
+                raise ValueError(f"{label}: coordinate {coordinate!r} is periodic (no boundary)")
+            condition = pair[0 if side == "low" else 1]
+            if not isinstance(condition, Dirichlet):
+                raise ValueError(
+                    f"{label}: that side is {condition.kind}, not Dirichlet; only a prescribed "
+                    "boundary value can be perturbed"
+                )
+            if not isinstance(spec, BoundaryErrors):
+                raise ValueError(
+                    f"{label}: expected a pkf.BoundaryErrors, got {type(spec).__name__}"
+                )
+            face = self._face(coordinate)[0]
+            mean = np.asarray(spec.mean)
+            if mean.ndim and mean.shape != face:
+                raise ValueError(
+                    f"{label}: mean has shape {mean.shape}; expected a number or an array over "
+                    f"the face {face}"
+                )
+            checked[(field, coordinate, side)] = spec
+        return checked
+
+    def _face(self, coordinate: str) -> tuple[tuple[int, ...], tuple[float, ...], tuple[bool, ...]]:
+        """Shape, spacings and periodic flags of the face of ``coordinate``'s sides."""
+        axis = tuple(self.model.coordinates).index(coordinate)
+
+        def drop(values: Sequence[Any]) -> tuple:
+            return tuple(values[:axis]) + tuple(values[axis + 1 :])
+
+        return drop(self.shape), drop(self.model.dx), drop(self.periodic)
+
+    def _set_boundary_series(
+        self,
+        boundary: Mapping[BoundarySide, BoundaryErrors],
+        grid: TimeGrid,
+        start: int,
+        size: int,
+        capacity: int,
+    ) -> None:
+        """Set every perturbed side to the series of members ``start:start + size`` (padding
+        members repeat the first one), and drop compiled loops traced with other shapes."""
+        from generator.boundaries import BoundarySeries
+
+        times = grid.t0 + grid.dt * np.arange(grid.steps + 1)
+        if grid.steps == 0:
+            times = np.array([grid.t0])
+        signature = []
+        for (field, coordinate, side), spec in boundary.items():
+            face, spacing, periodic = self._face(coordinate)
+            if times.size > 1:
+                values = spec.values(times, start, start + size, face, spacing, periodic)
+            else:
+                values = np.broadcast_to(spec.mean, (1, size, *face)).copy()
+            pad = capacity - size
+            if pad:
+                values = np.concatenate([values, np.repeat(values[:, :1], pad, axis=1)], axis=1)
+            self._set_side(field, coordinate, side, BoundarySeries(times, values))
+            signature.append((field, coordinate, side, values.shape))
+        if tuple(signature) != self._boundary_signature:
+            self._compiled.clear()
+            self._boundary_signature = tuple(signature)
+
+    def _set_side(self, field: str, coordinate: str, side: str, value: Any) -> None:
+        """``model.set_boundary_value`` (generated models; checked by :meth:`run`)."""
+        getattr(self.model, "set_boundary_value")(field, coordinate, side, value)  # noqa: B009
+
+    def _set_boundary_means(self, boundary: Mapping[BoundarySide, BoundaryErrors]) -> None:
+        """Leave the perturbed sides at their constant means after a run."""
+        for (field, coordinate, side), spec in boundary.items():
+            self._set_side(field, coordinate, side, np.asarray(spec.mean))
+        self._compiled.clear()
+        self._boundary_signature = None
+
     def run_chunk(
-        self, initial: InitialMembers, index: int, plan: ChunkPlan, grid: TimeGrid
+        self,
+        initial: InitialMembers,
+        index: int,
+        plan: ChunkPlan,
+        grid: TimeGrid,
+        boundary: Mapping[BoundarySide, BoundaryErrors] | None = None,
     ) -> ChunkResult:
         """Integrate chunk ``index`` of ``plan`` and reduce it to its moments (numpy).
 
-        The unit of work of :meth:`run`, in this process or on a Dask worker.
+        The unit of work of :meth:`run`, in this process or on a Dask worker. ``boundary``:
+        the validated boundary errors of :meth:`run` (the model's sides are set to this
+        chunk's series first).
         """
         from generator.integrate import run_loop
 
@@ -518,7 +700,15 @@ class EnsembleForecast:
         dtype = self.model.dtype
         weights = np.zeros(plan.capacity, dtype=dtype)
         weights[:size] = 1.0
+        if boundary:
+            self._set_boundary_series(boundary, grid, start, size, plan.capacity)
         state = self._chunk_state(initial, start, start + size, plan.capacity)
+        if not all(self.periodic) and hasattr(self.model, "project"):
+            # As a single forecast: the initial members satisfy the boundary conditions.
+            import tensorflow as tf
+
+            projected = self.model.project(tf.constant(grid.t0, dtype), state)
+            state = tuple(np.ascontiguousarray(np.asarray(x)) for x in projected)
         result = run_loop(self._loop(plan.padded), state, grid, dtype, (weights,))
         count, keys = len(self.fields), len(self.keys)
         members = None

@@ -303,17 +303,32 @@ def _crc32_hex(values: np.ndarray) -> str:
     return f"{int(_crc32_rows(np.asarray(values).reshape(1, -1), 1)[0]):08x}"
 
 
-def _grid_description(coords: Mapping[str, np.ndarray]) -> str:
+def _grid_description(
+    coords: Mapping[str, np.ndarray], periodic: Sequence[bool] | None = None
+) -> str:
+    """``"periodic; x: 64 points, dx = ..., from 0"`` when every axis is periodic; otherwise
+    each axis says ``periodic`` or ``bounded`` (both ends included), e.g.
+    ``"x: bounded, 41 points, dx = 0.025, from 0 to 1; y: periodic, ..."``."""
+    flags = [True] * len(coords) if periodic is None else [bool(p) for p in periodic]
+    if len(flags) != len(coords):
+        raise ValueError(
+            f"periodic: expected one flag per coordinate {list(coords)}, got {list(flags)}"
+        )
     parts = []
-    for name, values in coords.items():
+    for (name, values), is_periodic in zip(coords.items(), flags, strict=True):
+        kind = "" if all(flags) else ("periodic, " if is_periodic else "bounded, ")
         if values.size > 1:
             spacing = float(values[1] - values[0])
+            end = "" if is_periodic else f" to {values[-1]:.6g}"
             parts.append(
-                f"{name}: {values.size} points, d{name} = {spacing:.6g}, from {values[0]:.6g}"
+                f"{name}: {kind}{values.size} points, d{name} = {spacing:.6g}, from "
+                f"{values[0]:.6g}{end}"
             )
         else:
-            parts.append(f"{name}: {values.size} point at {values[0]:.6g}")
-    return "periodic; " + "; ".join(parts)
+            parts.append(f"{name}: {kind}{values.size} point at {values[0]:.6g}")
+    if all(flags):
+        return "periodic; " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 def _attribute_value(key: str, value: object) -> str | int | float | np.floating:
@@ -457,6 +472,7 @@ class NetCDFWriter:
         seed: int | str | None,
         title: str = "pkfnet output",
         grid: str | None = None,
+        periodic: Sequence[bool] | None = None,
         record_dim: str = "time",
         record_units: str = "1",
         record_dtype: str = "f8",
@@ -491,7 +507,11 @@ class NetCDFWriter:
         title : str, default "pkfnet output"
             Global attribute ``title``.
         grid : str, optional
-            Grid description; built from ``coords`` when omitted.
+            Grid description; built from ``coords`` (and ``periodic``) when omitted.
+        periodic : sequence of bool, optional
+            Per coordinate of ``coords`` (same order), True for a periodic axis, False for a
+            bounded one (both ends included); default all periodic. Only used to describe the
+            grid (global attribute ``grid``).
         record_dim : str, default "time"
             Name of the unlimited dimension (``"time"`` or e.g. ``"sample"``).
         record_units, record_dtype : str
@@ -552,7 +572,7 @@ class NetCDFWriter:
             global_attrs: dict[str, object] = dict(global_attributes(title))
             global_attrs.update(
                 equations=equations,
-                grid=grid if grid is not None else _grid_description(coords),
+                grid=grid if grid is not None else _grid_description(coords, periodic),
                 dt=float(dt),
                 seed="None" if seed is None else seed,
             )

@@ -1,8 +1,12 @@
-"""Random error fields with a prescribed covariance on periodic grids.
+"""Random error fields with a prescribed covariance on periodic grids, and boundary errors.
 
 The covariance is ``B(x, y) = sigma(x) sigma(y) rho(x - y)`` with a homogeneous correlation
 ``rho`` and a variance field ``sigma**2``. Samples are drawn by the spectral method: on a
 periodic grid the correlation matrix is circulant, so its square root is applied with FFTs.
+
+Boundary errors of bounded domains (:class:`BoundaryErrors`, :func:`time_correlated_errors`)
+are time series, one per member, drawn the same way on a time axis padded so that the periodic
+wrap of the spectral method does not correlate the first and last times.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from numpy.typing import ArrayLike
 from generator.validation import per_axis, positive_int, real_array
 
 __all__ = [
+    "BoundaryErrors",
     "Correlation",
     "SeededMembers",
     "circulant_spectrum",
@@ -25,6 +30,7 @@ __all__ = [
     "isotropic_correlation",
     "periodic_displacements",
     "sample_errors",
+    "time_correlated_errors",
 ]
 
 Correlation = Callable[[np.ndarray], np.ndarray]
@@ -394,3 +400,260 @@ class SeededMembers:
             ]
             members[name] = mean + np.stack(errors)
         return members
+
+
+#: Padding of a bounded (non-periodic) axis, in correlation scales: the periodic sample is
+#: ``n + ceil(PADDING * scale / spacing)`` points long, so that the wrapped distance between
+#: the two ends is at least 8 scales (correlation exp(-32)) and the Gaussian is cut at 4
+#: scales or more (exp(-8): negligible negative eigenvalues).
+PADDING_SCALES = 8.0
+
+
+def _uniform_times(times: ArrayLike) -> tuple[np.ndarray, float]:
+    values = real_array(times, "times")
+    if values.ndim != 1 or values.size < 2:
+        raise ValueError(f"times: expected at least 2 times in a 1D array, got {values.shape}")
+    steps = np.diff(values)
+    dt = float(steps.mean()) if steps.size else 0.0
+    if (
+        not np.isfinite(values).all()
+        or not dt > 0
+        or np.abs(steps - dt).max() > 1e-9 * max(abs(dt), np.abs(values).max())
+    ):
+        raise ValueError("times: expected finite, increasing, uniformly spaced times")
+    return values, dt
+
+
+def time_correlated_errors(
+    times: ArrayLike,
+    start: int,
+    stop: int,
+    variance: float,
+    time_scale: float,
+    seed: int,
+    *,
+    face_shape: Sequence[int] = (),
+    face_spacing: Sequence[float] = (),
+    face_periodic: Sequence[bool] | None = None,
+    length_scale: float | None = None,
+) -> np.ndarray:
+    """Stationary Gaussian boundary errors in time for members ``start:stop``, chunk-free.
+
+    Member ``k`` is drawn from its own generator ``SeedSequence(seed, spawn_key=(k,))`` (as
+    :class:`SeededMembers`), so members ``start:stop`` are the same whatever the chunking.
+    Each is a stationary Gaussian process with covariance
+    ``variance * exp(-dt**2 / (2 time_scale**2)) * exp(-|dy|**2 / (2 length_scale**2))``,
+    sampled by :func:`sample_errors` on a periodic grid: the time axis (and every bounded face
+    axis) is padded by ``ceil(8 scale / spacing)`` points (``>= T + 6 tau`` as asked: the
+    ends are never correlated through the wrap), then cropped.
+
+    Parameters
+    ----------
+    times : array_like
+        ``(n_times,)`` uniformly spaced, increasing times (time units), at least 2.
+    start, stop : int
+        The members ``start <= k < stop``.
+    variance : float
+        Error variance ``V_b >= 0`` (field units squared).
+    time_scale : float
+        Gaussian correlation time-scale ``tau > 0`` (time units).
+    seed : int
+        Root seed (use different seeds for different sides: the members' streams are
+        ``spawn_key=(k,)`` of it).
+    face_shape : sequence of int, default ()
+        The face's grid shape (the model grid without the boundary's axis; ``()`` in 1D).
+    face_spacing : sequence of float
+        Grid spacing per face axis (length units), when ``length_scale`` is given.
+    face_periodic : sequence of bool, optional
+        Per face axis, whether it is periodic (sampled as is) or bounded (padded, like time);
+        default all periodic.
+    length_scale : float, optional
+        Gaussian correlation length-scale along the face (length units). ``None``: the error
+        is the same along the whole face (fully correlated), the only choice in 1D.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_times, stop - start, *face_shape)`` float64.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: non-uniform ``times``, ``start``/``stop`` out of order, a negative
+        or non-finite ``variance``, a non-positive ``time_scale`` or ``length_scale``, a
+        ``face_spacing`` / ``face_periodic`` that does not match ``face_shape``.
+
+    Examples
+    --------
+    >>> e = time_correlated_errors(np.linspace(0, 1, 11), 0, 4, 2.0, 0.3, seed=1)
+    >>> e.shape
+    (11, 4)
+    >>> bool(np.array_equal(time_correlated_errors(np.linspace(0, 1, 11), 2, 3, 2.0, 0.3, 1),
+    ...                     e[:, 2:3]))
+    True
+    """
+    values, dt = _uniform_times(times)
+    start, stop = int(start), int(stop)
+    if not 0 <= start <= stop:
+        raise ValueError(f"start, stop: expected 0 <= start <= stop, got {start}, {stop}")
+    variance = float(variance)
+    if not (np.isfinite(variance) and variance >= 0):
+        raise ValueError(f"variance: expected a finite value >= 0, got {variance!r}")
+    time_scale = float(time_scale)
+    if not (np.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time_scale: expected a positive finite time, got {time_scale!r}")
+    face = tuple(int(n) for n in face_shape)
+    n_times = values.size
+    shape, lengths, scales = [], [], []
+    pad = int(np.ceil(PADDING_SCALES * time_scale / dt))
+    shape.append(n_times + pad)
+    lengths.append((n_times + pad) * dt)
+    scales.append(time_scale)
+    if length_scale is not None:
+        length_scale = float(length_scale)
+        if not (np.isfinite(length_scale) and length_scale > 0):
+            raise ValueError(
+                f"length_scale: expected a positive length or None, got {length_scale!r}"
+            )
+        if not face:
+            raise ValueError("length_scale: a 1D model's boundary is a point; give None")
+        spacing = tuple(float(h) for h in face_spacing)
+        periodic = (True,) * len(face) if face_periodic is None else tuple(face_periodic)
+        if len(spacing) != len(face) or len(periodic) != len(face):
+            raise ValueError(
+                f"face_spacing, face_periodic: expected one value per face axis {face}, got "
+                f"{spacing}, {periodic}"
+            )
+        for n, h, is_periodic in zip(face, spacing, periodic, strict=True):
+            extra = 0 if is_periodic else int(np.ceil(PADDING_SCALES * length_scale / h))
+            shape.append(n + extra)
+            lengths.append((n + extra) * h)
+            scales.append(length_scale)
+    correlation: float | tuple[float, ...] = scales[0] if len(scales) == 1 else tuple(scales)
+    crop = tuple(slice(0, n) for n in (n_times, *(face if length_scale is not None else ())))
+    out = np.empty((n_times, stop - start, *face))
+    for column, k in enumerate(range(start, stop)):
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(k,)))
+        sample = sample_errors(shape, lengths, 1, correlation, variance, seed=rng)[0][crop]
+        if length_scale is None:
+            sample = sample.reshape((n_times,) + (1,) * len(face))
+        out[:, column] = sample
+    return out
+
+
+@dataclass(frozen=True)
+class BoundaryErrors:
+    """Perturbations of a Dirichlet side for an ensemble: ``mean + errors`` per member.
+
+    The errors are :func:`time_correlated_errors`: stationary and Gaussian in time (variance
+    ``variance``, correlation ``exp(-dt**2 / (2 time_scale**2))``), and along the face
+    Gaussian with ``length_scale`` (2D and 3D models) or uniform (``None``). Member ``k``'s
+    series comes from ``SeedSequence(seed, spawn_key=(k,))``: the same whatever the chunking.
+    Give it to :meth:`pkf.EnsembleForecast.run` as
+    ``boundary_errors={(field, coordinate, side): BoundaryErrors(...)}``.
+
+    Parameters
+    ----------
+    mean : float or array_like
+        The unperturbed boundary value: a number or an array over the face (field units).
+    variance : float
+        Error variance ``V_b >= 0`` (field units squared).
+    time_scale : float
+        Correlation time-scale ``tau > 0`` (time units).
+    length_scale : float, optional
+        Correlation length-scale along the face (length units); ``None``: uniform on the face.
+    seed : int, default 0
+        Root seed; give each perturbed side its own.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite ``mean``, a negative ``variance``, a non-positive ``time_scale`` or
+        ``length_scale``, or a seed that is not an integer.
+
+    Examples
+    --------
+    >>> errors = BoundaryErrors(1.0, variance=0.5, time_scale=0.2, seed=3)
+    >>> errors.values(np.linspace(0, 1, 6), 0, 2).shape  # (n_times, members)
+    (6, 2)
+    """
+
+    mean: ArrayLike
+    variance: float
+    time_scale: float
+    length_scale: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        mean = real_array(self.mean, "mean")
+        if not np.isfinite(mean).all():
+            raise ValueError("mean: the boundary value must be finite")
+        object.__setattr__(self, "mean", mean)
+        variance = float(real_array(self.variance, "variance"))
+        if not (np.isfinite(variance) and variance >= 0):
+            raise ValueError(f"variance: expected a finite value >= 0, got {self.variance!r}")
+        object.__setattr__(self, "variance", variance)
+        time_scale = float(real_array(self.time_scale, "time_scale"))
+        if not (np.isfinite(time_scale) and time_scale > 0):
+            raise ValueError(
+                f"time_scale: expected a positive finite time, got {self.time_scale!r}"
+            )
+        object.__setattr__(self, "time_scale", time_scale)
+        if self.length_scale is not None:
+            length = float(real_array(self.length_scale, "length_scale"))
+            if not (np.isfinite(length) and length > 0):
+                raise ValueError(
+                    f"length_scale: expected a positive length or None, got {self.length_scale!r}"
+                )
+            object.__setattr__(self, "length_scale", length)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+
+    def errors(
+        self,
+        times: ArrayLike,
+        start: int,
+        stop: int,
+        face_shape: Sequence[int] = (),
+        face_spacing: Sequence[float] = (),
+        face_periodic: Sequence[bool] | None = None,
+    ) -> np.ndarray:
+        """The errors of members ``start:stop``, ``(n_times, stop - start, *face_shape)``."""
+        return time_correlated_errors(
+            times,
+            start,
+            stop,
+            self.variance,
+            self.time_scale,
+            int(self.seed),
+            face_shape=face_shape,
+            face_spacing=face_spacing,
+            face_periodic=face_periodic,
+            length_scale=self.length_scale,
+        )
+
+    def values(
+        self,
+        times: ArrayLike,
+        start: int,
+        stop: int,
+        face_shape: Sequence[int] = (),
+        face_spacing: Sequence[float] = (),
+        face_periodic: Sequence[bool] | None = None,
+    ) -> np.ndarray:
+        """The boundary values ``mean + errors`` of members ``start:stop``,
+        ``(n_times, stop - start, *face_shape)`` (a ``BoundarySeries``' member-axis values).
+
+        Raises
+        ------
+        ValueError
+            If ``mean`` is an array whose shape is not ``face_shape``.
+        """
+        face = tuple(int(n) for n in face_shape)
+        mean = np.asarray(self.mean)
+        if mean.ndim and mean.shape != face:
+            raise ValueError(
+                f"mean: expected a number or an array over the face {face}, got shape {mean.shape}"
+            )
+        errors = self.errors(times, start, stop, face, face_spacing, face_periodic)
+        return mean + errors

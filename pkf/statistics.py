@@ -7,6 +7,16 @@ separately or on other machines, give the single-pass statistics to rounding.
 Derivatives are the second-order centred periodic difference
 ``D_i f(p) = (f(p + e_i) - f(p - e_i)) / (2 dx_i)`` on the last ``ndim`` axes, applied to the
 normalised error ``eps = (x - mean) / sqrt(V)`` member by member; ``g_ij = mean(D_i eps D_j eps)``.
+
+Bounded axes (``periodic=`` per grid axis, default all periodic: the results above, bit for
+bit): the difference is centred in the interior and first-order one-sided at the two end points
+of a bounded axis (``(f(1) - f(0)) / dx`` at ``p = 0``, ``(f(n-1) - f(n-2)) / dx`` at
+``p = n - 1``); no value is ever wrapped around. A zero variance is accepted on the end points
+of bounded axes only (a Dirichlet side with exact boundary values): ``eps`` is undefined there,
+so the normalised statistics (metric, aspect, diffusion, length-scale, correlations) are NaN at
+those points, and a point whose neighbour along an axis is such a point uses the one-sided
+difference on its other side (NaN if it has none). A zero variance anywhere else raises, as on
+periodic grids.
 This stencil biases ``g`` low when the length-scale is only a few ``dx`` (relative bias about
 ``(dx / L)**2``); :func:`debias_diffusion` undoes it for a locally Gaussian correlation.
 
@@ -29,7 +39,7 @@ not ``eps * |mean|``, with ``eps`` the float64 rounding unit), in one pass and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -120,6 +130,93 @@ def _check_positive_variance(variance: np.ndarray, name: str = "variance") -> No
         )
 
 
+def _as_periodic(periodic: bool | Sequence[bool] | None, ndim: int) -> tuple[bool, ...]:
+    """One flag per grid axis: True periodic, False bounded (``None``: all periodic)."""
+    if periodic is None:
+        return (True,) * ndim
+    if isinstance(periodic, bool | np.bool_):
+        return (bool(periodic),) * ndim
+    values = tuple(periodic)
+    if len(values) != ndim or not all(isinstance(v, bool | np.bool_) for v in values):
+        raise ValueError(
+            f"periodic: expected one bool per grid axis ({ndim}), True for a periodic axis and "
+            f"False for a bounded one, got {periodic!r}"
+        )
+    return tuple(bool(v) for v in values)
+
+
+def _boundary_points(grid: tuple[int, ...], periodic: tuple[bool, ...]) -> np.ndarray:
+    """Grid-shaped mask of the end points of the bounded axes (where ``V = 0`` is accepted)."""
+    mask = np.zeros(grid, dtype=bool)
+    for axis, (n, is_periodic) in enumerate(zip(grid, periodic, strict=True)):
+        if not is_periodic:
+            index = np.arange(n).reshape((n,) + (1,) * (len(grid) - axis - 1))
+            mask |= (index == 0) | (index == n - 1)
+    return mask
+
+
+def _defined_points(variance: np.ndarray, periodic: tuple[bool, ...], name: str) -> np.ndarray:
+    """``V > 0`` as a mask; raise if ``V <= 0`` (or NaN) away from the bounded end points."""
+    defined = variance > 0
+    boundary = _boundary_points(variance.shape[variance.ndim - len(periodic) :], periodic)
+    bad = np.count_nonzero(~defined & ~boundary)
+    if bad:
+        raise ValueError(
+            f"{name}: {bad} of {variance.size} points have V <= 0 (or NaN) away from the end "
+            "points of the bounded axes; the normalised error eps = e / sqrt(V) is undefined "
+            "there"
+        )
+    return np.asarray(defined)
+
+
+_CENTRED, _FORWARD, _BACKWARD, _NONE = 0, 1, 2, 3
+#: The difference of each kind as (offset, weight × dx) pairs.
+_STENCILS: dict[int, tuple[tuple[int, float], ...]] = {
+    _CENTRED: ((1, 0.5), (-1, -0.5)),
+    _FORWARD: ((1, 1.0), (0, -1.0)),
+    _BACKWARD: ((0, 1.0), (-1, -1.0)),
+}
+
+
+def _difference_kinds(defined: np.ndarray, periodic: tuple[bool, ...]) -> list[np.ndarray]:
+    """Per grid axis, the difference used at each point: centred when both neighbours are
+    defined (inside the grid, or periodic, with ``V > 0``), else forward or backward, else
+    none (also at undefined points)."""
+    ndim = len(periodic)
+    kinds = []
+    for axis in range(ndim):
+        array_axis = axis - ndim
+        n = defined.shape[array_axis]
+        plus = np.roll(defined, -1, axis=array_axis)
+        minus = np.roll(defined, 1, axis=array_axis)
+        if not periodic[axis]:
+            index = np.arange(n).reshape((n,) + (1,) * (ndim - axis - 1))
+            plus = plus & (index < n - 1)
+            minus = minus & (index > 0)
+        kind = np.where(
+            plus & minus, _CENTRED, np.where(plus, _FORWARD, np.where(minus, _BACKWARD, _NONE))
+        )
+        kinds.append(np.where(defined, kind, _NONE))
+    return kinds
+
+
+def _kind_difference(
+    field: np.ndarray, kind: np.ndarray, spacing: float, axis: int, ndim: int
+) -> np.ndarray:
+    """The difference of ``field`` along ``axis`` chosen point by point by ``kind`` (NaN for
+    none); shifted values are only read where they are inside the grid."""
+    array_axis = axis - ndim
+    out = np.full(np.broadcast_shapes(field.shape, kind.shape), np.nan)
+    with np.errstate(invalid="ignore"):
+        for code, stencil in _STENCILS.items():
+            value = sum(
+                weight * (np.roll(field, -offset, axis=array_axis) if offset else field)
+                for offset, weight in stencil
+            )
+            out = np.where(kind == code, value / spacing, out)
+    return out
+
+
 def _check_ddof(ddof: int, count: int | None = None) -> int:
     """``ddof`` as an int, 0 or 1, with ``count - ddof >= 1`` when ``count`` is given."""
     if isinstance(ddof, bool) or not isinstance(ddof, int | np.integer) or ddof not in (0, 1):
@@ -179,8 +276,14 @@ def _normalized(deviations: np.ndarray, name: str = "variance") -> np.ndarray:
     return deviations / np.sqrt(variance)
 
 
-def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis: int) -> np.ndarray:
-    """Second-order centred periodic difference along grid axis ``axis``.
+def centred_difference(
+    field: ArrayLike,
+    spacing: float | Sequence[float],
+    axis: int,
+    periodic: bool | Sequence[bool] | None = None,
+) -> np.ndarray:
+    """Second-order centred difference along grid axis ``axis`` (periodic, or one-sided at the
+    ends of a bounded axis).
 
     Parameters
     ----------
@@ -190,6 +293,10 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
         Grid spacing per grid axis (physical units).
     axis : int
         Grid axis, ``0 <= axis < len(spacing)``.
+    periodic : bool or sequence of bool, optional
+        Per grid axis, True when periodic (default: all). On a bounded axis the first and
+        last points take the first-order one-sided differences ``(f(1) - f(0)) / dx`` and
+        ``(f(n-1) - f(n-2)) / dx``.
 
     Returns
     -------
@@ -199,12 +306,15 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
     Raises
     ------
     ValueError
-        If ``axis`` is out of range or ``field`` has fewer than ``len(spacing)`` axes.
+        If ``axis`` is out of range, ``field`` has fewer than ``len(spacing)`` axes (or fewer
+        than 2 points along a bounded ``axis``), or ``periodic`` is not one bool per axis.
 
     Examples
     --------
     >>> centred_difference(np.array([0.0, 1.0, 4.0, 9.0]), 1.0, 0)
     array([-4.,  2.,  4., -2.])
+    >>> centred_difference(np.array([0.0, 1.0, 4.0, 9.0]), 1.0, 0, periodic=[False])
+    array([1., 2., 4., 5.])
     """
     spacing = _as_spacing(spacing)
     ndim = len(spacing)
@@ -213,10 +323,23 @@ def centred_difference(field: ArrayLike, spacing: float | Sequence[float], axis:
     field = np.asarray(field, dtype=np.float64)
     if field.ndim < ndim:
         raise ValueError(f"field: expected at least {ndim} grid axes, got shape {field.shape}")
+    periodic = _as_periodic(periodic, ndim)
     array_axis = axis - ndim
     forward = np.roll(field, -1, axis=array_axis)
     backward = np.roll(field, 1, axis=array_axis)
-    return (forward - backward) / (2.0 * spacing[axis])
+    out = (forward - backward) / (2.0 * spacing[axis])
+    if periodic[axis]:
+        return out
+    n = field.shape[array_axis]
+    if n < 2:
+        raise ValueError(f"field: a bounded axis needs at least 2 points, got shape {field.shape}")
+
+    def at(index: int) -> tuple[slice | int, ...]:
+        return (slice(None),) * (field.ndim + array_axis) + (index,)
+
+    out[at(0)] = (field[at(1)] - field[at(0)]) / spacing[axis]
+    out[at(n - 1)] = (field[at(n - 1)] - field[at(n - 2)]) / spacing[axis]
+    return out
 
 
 def ensemble_mean(ensemble: ArrayLike) -> np.ndarray:
@@ -280,6 +403,26 @@ def normalized_error(ensemble: ArrayLike) -> np.ndarray:
     return _normalized(_deviations(_as_ensemble(ensemble))[1])
 
 
+def _bounded_metric_of(
+    deviations: np.ndarray, spacing: tuple[float, ...], periodic: tuple[bool, ...]
+) -> np.ndarray:
+    """The metric with one-sided differences at bounded ends (NaN where ``eps`` is undefined)."""
+    ndim = len(spacing)
+    variance = np.mean(deviations * deviations, axis=0)
+    defined = _defined_points(variance, periodic, "variance")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eps = deviations / np.sqrt(np.where(defined, variance, np.nan))
+    kinds = _difference_kinds(defined, periodic)
+    gradients = [
+        _kind_difference(eps, kinds[axis], spacing[axis], axis, ndim) for axis in range(ndim)
+    ]
+    metric = np.empty((ndim, ndim, *eps.shape[1:]))
+    for i in range(ndim):
+        for j in range(i, ndim):
+            metric[i, j] = metric[j, i] = np.mean(gradients[i] * gradients[j], axis=0)
+    return metric
+
+
 def _metric_of(eps: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     ndim = len(spacing)
     gradients = [centred_difference(eps, spacing, axis) for axis in range(ndim)]
@@ -290,8 +433,12 @@ def _metric_of(eps: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     return metric
 
 
-def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) -> np.ndarray:
-    """Metric tensor ``g_ij = E[D_i eps D_j eps]`` with centred periodic differences.
+def metric_from_ensemble(
+    ensemble: ArrayLike,
+    spacing: float | Sequence[float],
+    periodic: bool | Sequence[bool] | None = None,
+) -> np.ndarray:
+    """Metric tensor ``g_ij = E[D_i eps D_j eps]`` with centred differences.
 
     Parameters
     ----------
@@ -300,16 +447,22 @@ def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) 
         each.
     spacing : float or sequence of float
         Grid spacing per axis (physical units).
+    periodic : bool or sequence of bool, optional
+        Per grid axis, True when periodic (default: all, the centred periodic difference). On
+        a bounded axis the end points take first-order one-sided differences, and ``V = 0`` is
+        accepted on them (NaN metric there; see the module notes).
 
     Returns
     -------
     numpy.ndarray
-        ``(ndim, ndim, *grid)``, symmetric, units 1 / length**2.
+        ``(ndim, ndim, *grid)``, symmetric, units 1 / length**2 (NaN at undefined points of
+        bounded grids).
 
     Raises
     ------
     ValueError
-        If a value is not finite, ``V <= 0`` somewhere, or the grid is too small.
+        If a value is not finite, ``V <= 0`` somewhere (away from the end points of bounded
+        axes), the grid is too small, or ``periodic`` is not one bool per axis.
 
     Examples
     --------
@@ -320,9 +473,12 @@ def metric_from_ensemble(ensemble: ArrayLike, spacing: float | Sequence[float]) 
     True
     """
     spacing = _as_spacing(spacing)
+    periodic = _as_periodic(periodic, len(spacing))
     ensemble = _as_ensemble(ensemble, len(spacing))
     _check_grid(ensemble.shape, len(spacing))
-    return _metric_of(_normalized(_deviations(ensemble)[1]), spacing)
+    if all(periodic):
+        return _metric_of(_normalized(_deviations(ensemble)[1]), spacing)
+    return _bounded_metric_of(_deviations(ensemble)[1], spacing, periodic)
 
 
 def _tensor_last(tensor: np.ndarray) -> np.ndarray:
@@ -331,7 +487,25 @@ def _tensor_last(tensor: np.ndarray) -> np.ndarray:
     return np.moveaxis(tensor, (0, 1), (-2, -1))
 
 
-def aspect_from_metric(metric: ArrayLike) -> np.ndarray:
+def _undefined_as_nan(
+    function: Callable[[np.ndarray], np.ndarray], metric: ArrayLike, nan_points: bool
+) -> np.ndarray:
+    """``function(metric)`` with the points where the metric has a NaN component given NaN
+    (when ``nan_points``; otherwise ``function(metric)`` itself, which raises on them)."""
+    metric = np.asarray(metric, dtype=np.float64)
+    if not nan_points:
+        return function(metric)
+    tensor = _tensor_last(metric)
+    undefined = np.isnan(tensor).any(axis=(-2, -1))
+    if not undefined.any():
+        return function(metric)
+    eye = np.eye(tensor.shape[-1])
+    filled = np.where(undefined[..., None, None], eye, tensor)
+    out = function(np.moveaxis(filled, (-2, -1), (0, 1)))
+    return np.where(undefined, np.nan, out)
+
+
+def aspect_from_metric(metric: ArrayLike, nan_points: bool = False) -> np.ndarray:
     """Aspect tensor ``s = g^-1`` pointwise.
 
     The inverse is taken of the diagonally scaled metric ``g_ij / sqrt(g_ii g_jj)``, so that
@@ -341,6 +515,9 @@ def aspect_from_metric(metric: ArrayLike) -> np.ndarray:
     ----------
     metric : array_like
         ``(ndim, ndim, *grid)`` symmetric positive definite, units 1 / length**2.
+    nan_points : bool, default False
+        True: points where a metric component is NaN (undefined statistics, e.g. ``V = 0`` at
+        a Dirichlet side of a bounded grid) give NaN instead of raising.
 
     Returns
     -------
@@ -350,14 +527,19 @@ def aspect_from_metric(metric: ArrayLike) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the metric is not finite, not symmetric, or not positive definite somewhere (e.g.
-        estimated from ``ndim`` members or fewer, or from a constant field).
+        If the metric is not finite (unless ``nan_points``, for NaN), not symmetric, or not
+        positive definite somewhere (e.g. estimated from ``ndim`` members or fewer, or from a
+        constant field).
 
     Examples
     --------
     >>> aspect_from_metric(np.array([[[4.0]]]))
     array([[[0.25]]])
     """
+    return _undefined_as_nan(_aspect, metric, nan_points)
+
+
+def _aspect(metric: np.ndarray) -> np.ndarray:
     tensor = _tensor_last(np.asarray(metric, dtype=np.float64))
     if not np.isfinite(tensor).all():
         count = np.count_nonzero(~np.isfinite(tensor).all(axis=(-2, -1)))
@@ -381,28 +563,36 @@ def aspect_from_metric(metric: ArrayLike) -> np.ndarray:
     return np.moveaxis(inverse, (-2, -1), (0, 1))
 
 
-def diffusion_from_metric(metric: ArrayLike) -> np.ndarray:
+def diffusion_from_metric(metric: ArrayLike, nan_points: bool = False) -> np.ndarray:
     """Diffusion tensor ``nu = g^-1 / 2`` pointwise: ``(ndim, ndim, *grid)`` -> same, length**2.
+
+    ``nan_points`` as in :func:`aspect_from_metric`.
 
     Raises
     ------
     ValueError
         As :func:`aspect_from_metric`.
     """
-    return 0.5 * aspect_from_metric(metric)
+    return 0.5 * aspect_from_metric(metric, nan_points)
 
 
-def length_scale_from_metric(metric: ArrayLike) -> np.ndarray:
+def length_scale_from_metric(metric: ArrayLike, nan_points: bool = False) -> np.ndarray:
     """Length-scale along each grid axis, ``L_i = 1 / sqrt(g_ii)``.
 
     This is the correlation length of the section of the correlation along axis ``i``; in 1D it
     equals ``sqrt(s)``. Shape ``(ndim, ndim, *grid)`` -> ``(ndim, *grid)``, physical units.
+    ``nan_points``: points with a NaN metric component give NaN (see
+    :func:`aspect_from_metric`).
 
     Raises
     ------
     ValueError
-        If a diagonal component ``g_ii`` is not positive (or NaN).
+        If a diagonal component ``g_ii`` is not positive (or NaN, unless ``nan_points``).
     """
+    return _undefined_as_nan(_length_scale, metric, nan_points)
+
+
+def _length_scale(metric: np.ndarray) -> np.ndarray:
     metric = np.asarray(metric, dtype=np.float64)
     diagonal = np.moveaxis(np.diagonal(_tensor_last(metric), axis1=-2, axis2=-1), -1, 0)
     bad = np.count_nonzero(~(diagonal > 0))
@@ -465,20 +655,25 @@ def cross_correlation(first: ArrayLike, second: ArrayLike) -> np.ndarray:
     return np.mean(a * b, axis=0) / (np.sqrt(va) * np.sqrt(vb))
 
 
-def _derived_statistics(mean: np.ndarray, variance: np.ndarray, metric: np.ndarray) -> dict:
-    aspect = aspect_from_metric(metric)
+def _derived_statistics(
+    mean: np.ndarray, variance: np.ndarray, metric: np.ndarray, nan_points: bool = False
+) -> dict:
+    aspect = aspect_from_metric(metric, nan_points)
     return {
         "mean": mean,
         "variance": variance,
         "metric": metric,
         "aspect": aspect,
         "diffusion": 0.5 * aspect,
-        "length_scale": length_scale_from_metric(metric),
+        "length_scale": length_scale_from_metric(metric, nan_points),
     }
 
 
 def ensemble_statistics(
-    ensemble: ArrayLike, spacing: float | Sequence[float], ddof: int = 0
+    ensemble: ArrayLike,
+    spacing: float | Sequence[float],
+    ddof: int = 0,
+    periodic: bool | Sequence[bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """All univariate PKF statistics of one ensemble.
 
@@ -490,21 +685,33 @@ def ensemble_statistics(
         Grid spacing per axis (physical units).
     ddof : {0, 1}, default 0
         Variance divisor ``N - ddof``; the other statistics do not depend on it.
+    periodic : bool or sequence of bool, optional
+        Per grid axis, True when periodic (default: all). See :func:`metric_from_ensemble`.
 
     Returns
     -------
     dict
         ``mean`` and ``variance`` ``grid``; ``metric``, ``aspect``, ``diffusion``
-        ``(ndim, ndim, *grid)``; ``length_scale`` ``(ndim, *grid)``.
+        ``(ndim, ndim, *grid)``; ``length_scale`` ``(ndim, *grid)``. On a bounded grid the
+        normalised statistics are NaN where ``V = 0`` on a bounded side.
+
+    Raises
+    ------
+    ValueError
+        As :func:`metric_from_ensemble`, or for an invalid ``ddof``.
     """
     spacing = _as_spacing(spacing)
+    periodic = _as_periodic(periodic, len(spacing))
     ensemble = _as_ensemble(ensemble, len(spacing))
     _check_grid(ensemble.shape, len(spacing))
     ddof = _check_ddof(ddof, ensemble.shape[0])
     mean, deviations = _deviations(ensemble)
     variance = np.sum(deviations * deviations, axis=0) / (ensemble.shape[0] - ddof)
-    metric = _metric_of(_normalized(deviations), spacing)
-    return _derived_statistics(mean, variance, metric)
+    if all(periodic):
+        metric = _metric_of(_normalized(deviations), spacing)
+        return _derived_statistics(mean, variance, metric)
+    metric = _bounded_metric_of(deviations, spacing, periodic)
+    return _derived_statistics(mean, variance, metric, nan_points=True)
 
 
 def debias_diffusion(nu: ArrayLike, dx: float) -> np.ndarray:
@@ -567,31 +774,41 @@ def debias_diffusion(nu: ArrayLike, dx: float) -> np.ndarray:
 # ---------------------------------------------------------------------- mergeable moments
 
 
-def metric_lags(ndim: int) -> tuple[Lag, ...]:
+def metric_lags(ndim: int, periodic: bool | Sequence[bool] | None = None) -> tuple[Lag, ...]:
     """Lags ``delta`` whose auto co-moments determine V and the centred-difference metric.
 
     ``g_ij(p)`` couples the values at ``p +- e_i`` and ``p +- e_j``, i.e. lags ``0``,
     ``2 e_i`` and, for ``i < j``, ``e_i + e_j`` and ``e_i - e_j`` (the other signs follow by
-    symmetry). 1D: 2 lags, 2D: 5, 3D: 10.
+    symmetry). 1D: 2 lags, 2D: 5, 3D: 10. When an axis is bounded (``periodic`` has a False),
+    the one-sided differences also need ``e_i`` for every axis, appended last (1D: 3, 2D: 7,
+    3D: 13).
 
     Examples
     --------
     >>> metric_lags(2)
     ((0, 0), (2, 0), (0, 2), (1, 1), (1, -1))
+    >>> metric_lags(1, periodic=[False])
+    ((0,), (2,), (1,))
     """
     if ndim not in (1, 2, 3):
         raise ValueError(f"ndim: expected 1, 2 or 3, got {ndim}")
+    periodic = _as_periodic(periodic, ndim)
     unit = np.eye(ndim, dtype=int)
     lags = [tuple(np.zeros(ndim, dtype=int))] + [tuple(2 * unit[i]) for i in range(ndim)]
     for i, j in combinations(range(ndim), 2):
         lags += [tuple(unit[i] + unit[j]), tuple(unit[i] - unit[j])]
+    if not all(periodic):
+        lags += [tuple(unit[i]) for i in range(ndim)]
     return tuple(tuple(int(v) for v in lag) for lag in lags)
 
 
-def moment_keys(fields: Sequence[str], ndim: int) -> tuple[MomentKey, ...]:
+def moment_keys(
+    fields: Sequence[str], ndim: int, periodic: bool | Sequence[bool] | None = None
+) -> tuple[MomentKey, ...]:
     """Keys ``(a, b, lag)`` of the co-moments kept for ``fields`` on an ``ndim`` grid.
 
-    Each field gets its :func:`metric_lags`; each pair ``a`` before ``b`` the zero lag.
+    Each field gets its :func:`metric_lags` (with ``periodic``, one flag per grid axis, default
+    all periodic); each pair ``a`` before ``b`` the zero lag.
 
     Examples
     --------
@@ -599,13 +816,15 @@ def moment_keys(fields: Sequence[str], ndim: int) -> tuple[MomentKey, ...]:
     (('u', 'u', (0,)), ('u', 'u', (2,)), ('v', 'v', (0,)), ('v', 'v', (2,)), ('u', 'v', (0,)))
     """
     zero = (0,) * ndim
-    keys = [(name, name, lag) for name in fields for lag in metric_lags(ndim)]
+    keys = [(name, name, lag) for name in fields for lag in metric_lags(ndim, periodic)]
     keys += [(a, b, zero) for a, b in combinations(fields, 2)]
     return tuple(keys)
 
 
 def _shift(field: np.ndarray, offset: Sequence[int] | np.ndarray) -> np.ndarray:
-    """``field(p + offset)`` on the periodic grid formed by the last ``len(offset)`` axes."""
+    """``field(p + offset)`` on the periodic grid formed by the last ``len(offset)`` axes
+    (wrapped around on bounded axes too: the callers only read the points where ``p + offset``
+    is inside the grid)."""
     ndim = len(offset)
     return np.roll(field, tuple(-int(o) for o in offset), axis=tuple(range(-ndim, 0)))
 
@@ -638,7 +857,9 @@ class Moments:
     - ``relative_means[f] = sum_k (x_k - x_0) / n``;
     - ``comoments[(a, b, lag)](p) = sum_k e_a,k(p) e_b,k(p + lag)`` for the keys of
       :func:`moment_keys`, with ``e_f,k = (x_k - x_0) - relative_means[f]`` and periodic
-      ``p + lag`` on the grid axes (``tf.roll(e_b, shift=-lag, axis=grid_axes)``).
+      ``p + lag`` on the grid axes (``tf.roll(e_b, shift=-lag, axis=grid_axes)``). On a
+      bounded axis the same roll is used: the entries whose ``p + lag`` falls outside the grid
+      hold wrapped products, which merge consistently and are never read by the statistics.
 
     Padding members (zero weight) are left out of every sum and of ``count``; the shift must
     be a real member (any value gives the same statistics up to rounding, a member gives the
@@ -715,7 +936,9 @@ class Moments:
         return {name: self.shifts[name] + self.relative_means[name] for name in self.shifts}
 
 
-def chunk_moments(fields: Mapping[str, ArrayLike], ndim: int) -> Moments:
+def chunk_moments(
+    fields: Mapping[str, ArrayLike], ndim: int, periodic: bool | Sequence[bool] | None = None
+) -> Moments:
     """Moments of one chunk of members (the numpy reference of the :class:`Moments` contract).
 
     Parameters
@@ -725,6 +948,9 @@ def chunk_moments(fields: Mapping[str, ArrayLike], ndim: int) -> Moments:
         ``ndim`` axes.
     ndim : int
         Number of grid axes.
+    periodic : bool or sequence of bool, optional
+        Per grid axis, True when periodic (default: all); selects the keys of
+        :func:`moment_keys`.
 
     Returns
     -------
@@ -743,7 +969,7 @@ def chunk_moments(fields: Mapping[str, ArrayLike], ndim: int) -> Moments:
     errors = {name: relative[name] - relative_means[name] for name in arrays}
     comoments = {
         (a, b, lag): np.sum(errors[a] * _shift(errors[b], lag), axis=0)
-        for a, b, lag in moment_keys(tuple(arrays), ndim)
+        for a, b, lag in moment_keys(tuple(arrays), ndim, periodic)
     }
     count = next(iter(shapes.values()))[0]
     return Moments(count, shifts, relative_means, comoments)
@@ -826,6 +1052,12 @@ class MomentAccumulator:
         of every state, leading axes (e.g. time) are independent.
     fields : sequence of str, default ("x",)
         Field names; cross-covariances are kept for every pair.
+    periodic : bool or sequence of bool, optional
+        Per grid axis, True when periodic (default: all). With a bounded axis the moments
+        also keep the lag ``e_i`` of every axis, the metric uses first-order one-sided
+        differences at the ends of the bounded axes (from the lag ``e_i`` co-moment stored at
+        ``p = 0`` and at ``p = n - 2``), and ``V = 0`` is accepted on those ends: the
+        normalised statistics are NaN there (see the module notes).
 
     Examples
     --------
@@ -840,8 +1072,14 @@ class MomentAccumulator:
     True
     """
 
-    def __init__(self, spacing: float | Sequence[float], fields: Sequence[str] = ("x",)) -> None:
+    def __init__(
+        self,
+        spacing: float | Sequence[float],
+        fields: Sequence[str] = ("x",),
+        periodic: bool | Sequence[bool] | None = None,
+    ) -> None:
         self.spacing = _as_spacing(spacing)
+        self.periodic = _as_periodic(periodic, len(self.spacing))
         self.fields = tuple(fields)
         if not self.fields or len(set(self.fields)) != len(self.fields):
             raise ValueError(f"fields: expected distinct field names, got {fields}")
@@ -884,7 +1122,7 @@ class MomentAccumulator:
         batch : array_like or mapping of str to array_like
             ``(members, *lead, *grid)`` per field (an array when there is one field), finite.
         """
-        return self.update_moments(chunk_moments(self._as_fields(batch), self.ndim))
+        return self.update_moments(chunk_moments(self._as_fields(batch), self.ndim, self.periodic))
 
     def update_moments(self, moments: Moments) -> MomentAccumulator:
         """Add precomputed per-chunk :class:`Moments` (e.g. sums computed in TensorFlow).
@@ -892,7 +1130,7 @@ class MomentAccumulator:
         ``moments`` follows the contract of :class:`Moments` (shift, mean relative to it and
         centred co-moment sums) for this accumulator's fields and :func:`moment_keys`.
         """
-        expected = set(moment_keys(self.fields, self.ndim))
+        expected = set(moment_keys(self.fields, self.ndim, self.periodic))
         keys = set(moments.comoments)
         if set(moments.shifts) != set(self.fields) or keys != expected:
             raise ValueError(
@@ -904,11 +1142,15 @@ class MomentAccumulator:
         return self
 
     def merge(self, other: MomentAccumulator) -> MomentAccumulator:
-        """Add the members accumulated by ``other`` (same fields and spacing)."""
-        if other.fields != self.fields or other.spacing != self.spacing:
+        """Add the members accumulated by ``other`` (same fields, spacing and periodic axes)."""
+        if (
+            other.fields != self.fields
+            or other.spacing != self.spacing
+            or other.periodic != self.periodic
+        ):
             raise ValueError(
-                f"other: fields/spacing {other.fields}/{other.spacing} differ from "
-                f"{self.fields}/{self.spacing}"
+                f"other: fields/spacing/periodic {other.fields}/{other.spacing}/{other.periodic} "
+                f"differ from {self.fields}/{self.spacing}/{self.periodic}"
             )
         self._moments = merge_moments(self._moments, other._moments)
         return self
@@ -951,11 +1193,21 @@ class MomentAccumulator:
         mean and variance: with ``sigma = sqrt(V)``,
         ``g_ij(p) = sum_{a,b=+-1} a b Cov(x(p + a e_i), x(p + b e_j))
         / (sigma(p + a e_i) sigma(p + b e_j) 4 dx_i dx_j)``. Independent of the variance
-        divisor.
+        divisor. On a bounded grid the same sum runs over the offsets and weights of the
+        difference used at each point (one-sided at the ends), as in
+        :func:`metric_from_ensemble` with ``periodic``; NaN where undefined.
+
+        Raises
+        ------
+        ValueError
+            If the grid is too small or ``V <= 0`` somewhere (away from the ends of bounded
+            axes).
         """
         name = self._field(name)
         variance = self.variance(name)
         _check_grid(variance.shape, self.ndim)
+        if not all(self.periodic):
+            return self._bounded_metric(name, variance)
         _check_positive_variance(variance, f"variance of {name!r}")
         sigma = np.sqrt(variance)
         unit = np.eye(self.ndim, dtype=int)
@@ -972,17 +1224,50 @@ class MomentAccumulator:
                 metric[i, j] = metric[j, i] = total / scale
         return metric
 
+    def _bounded_metric(self, name: str, variance: np.ndarray) -> np.ndarray:
+        """The metric with the difference of each point (see :func:`_difference_kinds`)."""
+        defined = _defined_points(variance, self.periodic, f"variance of {name!r}")
+        kinds = _difference_kinds(defined, self.periodic)
+        sigma = np.sqrt(variance)
+        unit = np.eye(self.ndim, dtype=int)
+        metric = np.empty((self.ndim, self.ndim, *variance.shape))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for i in range(self.ndim):
+                for j in range(i, self.ndim):
+                    out = np.full(variance.shape, np.nan)
+                    for kind_i, stencil_i in _STENCILS.items():
+                        for kind_j, stencil_j in _STENCILS.items():
+                            where = (kinds[i] == kind_i) & (kinds[j] == kind_j)
+                            if not where.any():
+                                continue
+                            total = np.zeros_like(variance)
+                            for a, weight_a in stencil_i:
+                                for b, weight_b in stencil_j:
+                                    p, q = a * unit[i], b * unit[j]
+                                    covariance = self._covariance_at(name, p, q)
+                                    scale = _shift(sigma, p) * _shift(sigma, q)
+                                    total = total + weight_a * weight_b * covariance / scale
+                            scale = self.spacing[i] * self.spacing[j]
+                            out = np.where(where, total / scale, out)
+                    metric[i, j] = metric[j, i] = out
+        return metric
+
+    @property
+    def _nan_points(self) -> bool:
+        return not all(self.periodic)
+
     def aspect(self, name: str | None = None) -> np.ndarray:
-        """Aspect tensor ``s = g^-1``, ``(ndim, ndim, *state)``."""
-        return aspect_from_metric(self.metric(name))
+        """Aspect tensor ``s = g^-1``, ``(ndim, ndim, *state)`` (NaN where undefined)."""
+        return aspect_from_metric(self.metric(name), self._nan_points)
 
     def diffusion(self, name: str | None = None) -> np.ndarray:
-        """Diffusion tensor ``nu = g^-1 / 2``, ``(ndim, ndim, *state)``."""
-        return diffusion_from_metric(self.metric(name))
+        """Diffusion tensor ``nu = g^-1 / 2``, ``(ndim, ndim, *state)`` (NaN where undefined)."""
+        return diffusion_from_metric(self.metric(name), self._nan_points)
 
     def length_scale(self, name: str | None = None) -> np.ndarray:
-        """Length-scale along each axis ``1 / sqrt(g_ii)``, ``(ndim, *state)``."""
-        return length_scale_from_metric(self.metric(name))
+        """Length-scale along each axis ``1 / sqrt(g_ii)``, ``(ndim, *state)`` (NaN where
+        undefined)."""
+        return length_scale_from_metric(self.metric(name), self._nan_points)
 
     def _pair(self, first: str, second: str) -> tuple[str, str]:
         first, second = self._field(first), self._field(second)
@@ -998,15 +1283,24 @@ class MomentAccumulator:
         return self._moments.comoments[(a, b, (0,) * self.ndim)] / (self.count - ddof)
 
     def cross_correlation(self, first: str, second: str) -> np.ndarray:
-        """Cross-correlation ``V_ab / sqrt(V_a V_b)``, state shape (independent of ``ddof``)."""
+        """Cross-correlation ``V_ab / sqrt(V_a V_b)``, state shape (independent of ``ddof``);
+        NaN where a variance is 0 on the end of a bounded axis."""
         va, vb = self.variance(first), self.variance(second)
-        _check_positive_variance(va, f"variance of {first!r}")
-        _check_positive_variance(vb, f"variance of {second!r}")
-        return self.cross_covariance(first, second) / (np.sqrt(va) * np.sqrt(vb))
+        if all(self.periodic):
+            _check_positive_variance(va, f"variance of {first!r}")
+            _check_positive_variance(vb, f"variance of {second!r}")
+            return self.cross_covariance(first, second) / (np.sqrt(va) * np.sqrt(vb))
+        defined = _defined_points(va, self.periodic, f"variance of {first!r}")
+        defined &= _defined_points(vb, self.periodic, f"variance of {second!r}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = self.cross_covariance(first, second) / (np.sqrt(va) * np.sqrt(vb))
+        return np.where(defined, rho, np.nan)
 
     def statistics(self, name: str | None = None, ddof: int = 0) -> dict[str, np.ndarray]:
         """Univariate statistics of field ``name``, keys as in :func:`ensemble_statistics`.
 
         ``ddof`` sets the divisor of ``variance`` only; the other statistics do not depend on it.
         """
-        return _derived_statistics(self.mean(name), self.variance(name, ddof), self.metric(name))
+        return _derived_statistics(
+            self.mean(name), self.variance(name, ddof), self.metric(name), self._nan_points
+        )

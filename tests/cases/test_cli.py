@@ -206,10 +206,27 @@ def test_diffusion2d_accuracy_4_compares_like_with_like(tmp_path):
 @pytest.mark.slow
 def test_run_on_a_local_dask_cluster_gives_the_in_process_numbers(tmp_path):
     pytest.importorskip("distributed")
+    import sympy as sp
+
+    from cases.chemistry_closure import LearnedCrossClosure, rho_field
+
+    # a saved learned closure: the comparison is of the ensembles, not of the learning
+    closure = LearnedCrossClosure((sp.Derivative(rho_field(), sp.Symbol("x")),), (0.5,), 2.78)
+    saved = str(closure.to_json(tmp_path / "closure.json"))
     results = {}
     for label, extra in (("local", []), ("cluster", ["--workers", "2"])):
         out = tmp_path / label
-        result = _pkfnet("run", "chemistry1d", "--quick", "--quiet", "--out", str(out), *extra)
+        result = _pkfnet(
+            "run",
+            "chemistry1d",
+            "--quick",
+            "--quiet",
+            "--out",
+            str(out),
+            "--learned-closure",
+            saved,
+            *extra,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         results[label] = json.loads((out / "summary.json").read_text())
         if extra:

@@ -1,0 +1,293 @@
+"""Heterogeneous diffusion on a bounded interval: the PKF against ensembles (issue 16).
+
+∂t u = ∂x(κ(x) ∂x u) on [0, 1], κ(x) = κ₀ (1 + sin(2πx) / 2), with Neumann (no flux) or
+Dirichlet conditions at both ends; the shared body of :mod:`cases.diffusion_neumann` and
+:mod:`cases.diffusion_dirichlet`. The PKF (aspect form) is closed by the P18 closure of
+E[ε ∂x⁴ε] (Pannekoucke et al. 2018, :func:`closures.close`), and its boundary conditions come
+from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
+
+* Neumann: the error's derivative vanishes at the walls, so the statistics are even under
+  reflection (zero derivative of V) and the normalised error's derivative vanishes there: the
+  metric is 0 at the walls (an infinite length-scale), so this PKF is in metric form.
+* Dirichlet with boundary errors of variance V_b and Gaussian correlation in time of time-scale
+  τ (:class:`pkf.sampling.BoundaryErrors`): V = V_b at the walls, and the aspect tensor of the
+  errors the wall forces by diffusion into the domain. For a stationary Gaussian forcing of a
+  half-line, e(x) = exp(−x √(iω/κ)) e_b in frequency, so with p(ω) the forcing's spectral
+  density (normal, standard deviation 1/τ), E[(∂x e)²] = V_b E|ω| / κ and
+  E[e ∂x e] = −V_b E√(|ω|/2) / √κ at the wall, and the normalised metric is
+  g_b = (E|ω| − (E√(|ω|/2))²) / κ = (√(2/π) − 2^{-1/2} Γ(3/4)² / π) / (κ τ) ≈ 0.4599 / (κ τ):
+  s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import sympy as sp
+import xarray as xr
+
+from generator.protocols import DType
+
+from .comparison import errors_by_time, stack_sources
+from .study import Output
+
+__all__ = [
+    "BoundedDiffusionSettings",
+    "diffusion_equation",
+    "diffusivity",
+    "run_bounded",
+    "wall_aspect",
+]
+
+#: κ₀, the initial length-scale L₀, the Dirichlet boundary errors' variance V_b and time-scale τ.
+PARAMETERS: dict[str, float] = {"kappa": 0.01, "L0": 0.05, "V_b": 0.5, "tau": 0.1}
+COMPARED = ("V_u", "g_u_xx")
+Walls = Literal["neumann", "dirichlet"]
+
+
+@dataclass(frozen=True)
+class BoundedDiffusionSettings:
+    """Grid, ensemble size, final time and saved times."""
+
+    points: int = field(default=201, metadata={"help": "grid points, both ends included"})
+    members: int = field(default=6400, metadata={"help": "members of each ensemble"})
+    final_time: float = field(default=1.0, metadata={"help": "final time"})
+    saved: int = field(default=5, metadata={"help": "number of saved times"})
+    seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
+    dtype: DType = field(default="float64", metadata={"help": "dtype"})
+
+    def validate(self) -> None:
+        if self.points < 32 or self.members < 2 or self.saved < 2:
+            raise ValueError(
+                "--points >= 32, --members >= 2 and --saved >= 2 required, got "
+                f"{self.points}, {self.members}, {self.saved}"
+            )
+        if not self.final_time > 0:
+            raise ValueError(f"--final-time: expected a positive time, got {self.final_time}")
+
+
+def diffusion_equation() -> sp.Eq:
+    """∂t u = ∂x(κ(x) ∂x u) (κ a constant field)."""
+    t, x = sp.symbols("t x")
+    u, kappa = sp.Function("u")(t, x), sp.Function("kappa")(x)
+    return sp.Eq(sp.Derivative(u, t), sp.Derivative(kappa * sp.Derivative(u, x), x))
+
+
+def diffusivity(x: np.ndarray, kappa: float = PARAMETERS["kappa"]) -> np.ndarray:
+    """κ(x) = κ₀ (1 + sin(2π x) / 2), length² / time."""
+    return kappa * (1.0 + np.sin(2 * np.pi * x) / 2.0)
+
+
+def wall_aspect(kappa: float, time_scale: float) -> float:
+    """Aspect s_b at a Dirichlet wall forced by stationary Gaussian-correlated errors.
+
+    s_b = κ τ / (√(2/π) − 2^{-1/2} Γ(3/4)² / π) ≈ 2.174 κ τ (module docstring), length².
+    """
+    g = math.sqrt(2 / math.pi) - 2**-0.5 * math.gamma(0.75) ** 2 / math.pi
+    return kappa * time_scale / g
+
+
+def _with_metric_and_length_scale(forecast: xr.Dataset) -> xr.Dataset:
+    """A PKF forecast (aspect or metric form) with g_u_xx and L_u_x (NaN where g = 0)."""
+    if "g_u_xx" in forecast:
+        metric = forecast["g_u_xx"]
+    else:
+        metric = (1.0 / forecast["s_u_xx"]).assign_attrs(long_name="metric of u", units="1")
+    length = xr.apply_ufunc(np.sqrt, 1.0 / metric.where(metric > 0))
+    return forecast.assign(
+        g_u_xx=metric, L_u_x=length.assign_attrs(long_name="length-scale of u", units="1")
+    )
+
+
+def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls) -> dict:
+    """The bounded PKF forecast against two independent ensembles; files and summary."""
+    from closures import close
+    from generator import NNModelBuilder
+    from generator.boundaries import Dirichlet, Neumann
+    from pkf import BoundaryErrors, EnsembleForecast, SymbolicPKF
+    from pkf.boundaries import boundary_statistics, pkf_boundaries
+    from pkf.sampling import SeededMembers
+
+    from .figures import plot_error_curves, plot_profiles
+
+    settings.validate()
+    n = settings.points
+    dx = 1.0 / (n - 1)
+    x = np.arange(n) * dx
+    kappa = diffusivity(x)
+    length0, v_b, tau = PARAMETERS["L0"], PARAMETERS["V_b"], PARAMETERS["tau"]
+    steps = int(np.ceil(settings.final_time / (0.5 * dx**2 / kappa.max())))
+    times = np.arange(steps + 1) * (settings.final_time / steps)
+    saved = times[np.unique(np.rint(np.linspace(0, steps, settings.saved)).astype(int))]
+    sides: dict[str, Any]
+    form: Literal["metric", "aspect"] = "metric" if walls == "neumann" else "aspect"
+    if walls == "neumann":
+        sides = {"x": (Neumann(0.0), Neumann(0.0))}
+        variance = 1.0 + 0.5 * np.cos(2 * np.pi * x)
+    else:
+        sides = {"x": (Dirichlet(None), Dirichlet(None))}
+        variance = v_b * (1.0 + 2.0 * np.sin(np.pi * x) ** 2)
+    mean = np.exp(-((x - 0.4) ** 2) / (2 * 0.1**2))
+    equation = diffusion_equation()
+    symbolic = SymbolicPKF(equation)
+    symbolic.set_closure(close(symbolic, "P18"))
+    state0 = {"u": mean, "V_u": variance}
+    if form == "metric":
+        state0["g_u_xx"] = np.full(n, 1 / length0**2)
+    else:
+        state0["s_u_xx"] = np.full(n, length0**2)
+
+    values: dict[str, Any] = {}
+    wall_values: dict[str, Any] = {}
+    if walls == "dirichlet":
+        for side, index in (("low", 0), ("high", -1)):
+            stats = boundary_statistics(
+                symbolic,
+                "u",
+                "x",
+                side,
+                variance=v_b,
+                length_scales=math.sqrt(wall_aspect(float(kappa[index]), tau)),
+                mean=0.0,
+            )
+            for name, entry in stats.items():
+                values.setdefault(name, {}).setdefault("x", {}).update(entry["x"])
+        wall_values = {"x": (0.0, 0.0)}
+    with output.step("pkf_build_and_forecast"):
+        pkf_class = NNModelBuilder(
+            symbolic.to_generator(form),
+            class_name=f"PKFDiffusion{walls.capitalize()}",
+            boundaries=pkf_boundaries(symbolic, sides, form),
+        ).build()
+        pkf_model = pkf_class(
+            shape=n, lengths=1.0, dtype=settings.dtype, kappa=kappa, boundary_values=values or None
+        )
+        pkf = _with_metric_and_length_scale(pkf_model.forecast(times, state0, saved_times=saved))
+
+    model_class = NNModelBuilder(
+        equation, class_name=f"NNDiffusion{walls.capitalize()}", boundaries=sides
+    ).build()
+    model = model_class(
+        shape=n,
+        lengths=1.0,
+        dtype=settings.dtype,
+        kappa=kappa,
+        boundary_values=wall_values or None,
+    )
+    engine = EnsembleForecast(model, settings.members, progress=output.progress)
+    results = []
+    for k in range(2):
+        with output.step(f"ensemble_{k + 1}_incl_compile"):
+            seed = settings.seed + k
+            initial = SeededMembers(
+                {"u": mean}, (n * dx,), {"u": length0}, {"u": variance}, seed=seed
+            )
+            errors = None
+            if walls == "dirichlet":
+                errors = {
+                    ("u", "x", side): BoundaryErrors(
+                        0.0, variance=v_b, time_scale=tau, seed=1000 + 2 * seed + j
+                    )
+                    for j, side in enumerate(("low", "high"))
+                }
+            results.append(engine.run(times, initial, saved_times=saved, boundary_errors=errors))
+    ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]
+    errors_ = errors_by_time(pkf, ensembles[0], COMPARED)
+    noise = errors_by_time(ensembles[1], ensembles[0], COMPARED)
+    pooled = errors_by_time(pkf, ensembles[2], COMPARED)
+    inside, quarter = slice(1, -1), slice(n // 4, n - n // 4)  # without the walls; middle half
+
+    def region_errors(estimate: xr.Dataset, reference: xr.Dataset, where: slice) -> list:
+        return [
+            _relative(
+                estimate["L_u_x"].sel(time=t).values[where],
+                reference["L_u_x"].sel(time=t).values[where],
+            )
+            for t in saved
+        ]
+
+    errors_["L_u_x"] = region_errors(pkf, ensembles[0], inside)
+    noise["L_u_x"] = region_errors(ensembles[1], ensembles[0], inside)
+    pooled["L_u_x"] = region_errors(pkf, ensembles[2], inside)
+    middle = {"L_u_x": region_errors(pkf, ensembles[0], quarter)}
+    name = f"diffusion_{walls}"
+    sources = {"pkf": pkf, "ensemble_1": ensembles[0], "ensemble_2": ensembles[1]}
+    sources["ensembles_pooled"] = ensembles[2]
+    stacked = stack_sources(sources, (*COMPARED, "L_u_x"))
+    stacked.attrs.update(
+        title=f"pkfnet {name.replace('_', '-')} case: bounded PKF vs ensemble",
+        members=settings.members,
+        seed=settings.seed,
+        second_ensemble_seed=settings.seed + 1,
+    )
+    output.write_dataset(stacked, f"{name}.nc")
+
+    with output.step("figures"):
+        label = f"ensemble ({settings.members})"
+        panels = {}
+        for key in ("V_u", "L_u_x"):
+            for t in saved[2::2]:
+                panels[f"{key}, t = {t:.3g}"] = {
+                    "PKF": pkf[key].sel(time=t).values,
+                    label: ensembles[0][key].sel(time=t).values,
+                    "initial (PKF)": pkf[key].isel(time=0).values,
+                }
+        panels["diffusivity κ(x)"] = {"κ": kappa}
+        output.write_figure(
+            plot_profiles(
+                x,
+                panels,
+                styles={"PKF": "C0-", label: "k.", "initial (PKF)": "C7:", "κ": "C2-"},
+                suptitle=f"Heterogeneous diffusion, {walls.capitalize()} walls: PKF vs ensemble",
+                xlabel="x (domain [0, 1])",
+            ),
+            f"{name}_statistics",
+        )
+        output.write_figure(
+            plot_error_curves(
+                saved,
+                errors_,
+                reference=noise,
+                title="PKF vs ensemble (solid); ensemble 2 vs 1 (dashed)\n"
+                f"{settings.members} members",
+            ),
+            f"{name}_errors",
+        )
+
+    def last(values_: dict) -> dict:
+        return {key: row[-1] for key, row in values_.items()}
+
+    output.say(
+        f"{name.replace('_', '-')}: {n} points, {settings.members} members, {steps} RK4 steps; "
+        f"at t = {saved[-1]:.3g}\n  PKF vs ensemble: {_percent(last(errors_))}\n"
+        f"  (middle half: {_percent(last(middle))})\n"
+        f"  ensemble 2 vs 1: {_percent(last(noise))}\n"
+        f"  PKF vs both ensembles pooled: {_percent(last(pooled))}"
+    )
+    return {
+        "dt": float(times[1]),
+        "steps": steps,
+        "saved_times": saved.tolist(),
+        "parameters": PARAMETERS,
+        "wall_aspect": wall_aspect(float(kappa[0]), tau) if walls == "dirichlet" else None,
+        "boundary_conditions": pkf_model.boundary_description,
+        "relative_l2_error": errors_,
+        "relative_l2_error_middle_half": middle,
+        "length_scale_errors_exclude": "the wall points (infinite PKF length-scale, Neumann)",
+        "ensemble_sampling_noise": noise,
+        "relative_l2_error_vs_pooled_ensembles": pooled,
+        "final_relative_l2_error": last(errors_),
+        "final_ensemble_sampling_noise": last(noise),
+        "final_relative_l2_error_vs_pooled_ensembles": last(pooled),
+    }
+
+
+def _relative(estimate: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))
+
+
+def _percent(values: dict) -> str:
+    return ", ".join(f"{k} {100 * v:.1f} %" for k, v in values.items() if v is not None)
