@@ -229,13 +229,13 @@ def run(settings: Settings, output: Output) -> dict:
         label = f"ensemble ({settings.members})"
         panels = {}
         for key in ("V_u", "L_u_x"):
-            for t in saved[1::2]:
+            for t in saved[2::2]:
                 panels[f"{key}, t = {t:.3g}"] = {
                     "PKF": pkf[key].sel(time=t).values,
                     label: ensembles[0][key].sel(time=t).values,
                 }
         expected = {"c(x) τ (steady length-scale)": c * tau}
-        panels["wind c(x); c τ"] = {"c(x)": c, **expected}
+        panels["wind c(x) (solid), c(x) τ (dashed)"] = {"c(x)": c, **expected}
         styles = {"PKF": "C0-", label: "k.", "c(x)": "C2-", "c(x) τ (steady length-scale)": "C3--"}
         output.write_figure(
             plot_profiles(

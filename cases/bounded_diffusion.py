@@ -276,7 +276,8 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
         "boundary_conditions": pkf_model.boundary_description,
         "relative_l2_error": errors_,
         "relative_l2_error_middle_half": middle,
-        "length_scale_errors_exclude": "the wall points (infinite PKF length-scale, Neumann)",
+        "length_scale_errors_exclude": "the two wall points"
+        + (" (the PKF length-scale is infinite at a no-flux wall)" if walls == "neumann" else ""),
         "ensemble_sampling_noise": noise,
         "relative_l2_error_vs_pooled_ensembles": pooled,
         "final_relative_l2_error": last(errors_),

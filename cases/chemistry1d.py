@@ -102,7 +102,7 @@ class Settings:
     seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
     learned_closure: str = field(
         default="",
-        metadata={"help": "JSON of a learned closure to load (default: learn it in this run)"},
+        metadata={"help": "JSON of a learned closure to load (empty: learn it in this run)"},
     )
     learning_ensembles: int = field(
         default=8, metadata={"help": "random-statistics ensembles of the closure learning"}
@@ -133,8 +133,15 @@ class Settings:
                 f"required, got {self.learning_ensembles}, {self.learning_members}, "
                 f"{self.learning_seeds}"
             )
-        if self.learned_closure and not Path(self.learned_closure).is_file():
-            raise ValueError(f"--learned-closure: no file {self.learned_closure!r}")
+        if self.learned_closure:
+            if not Path(self.learned_closure).is_file():
+                raise ValueError(f"--learned-closure: no file {self.learned_closure!r}")
+            from .chemistry_closure import LearnedCrossClosure
+
+            try:
+                LearnedCrossClosure.from_json(self.learned_closure)
+            except ValueError as error:
+                raise ValueError(f"--learned-closure: {error}") from None
 
 
 def chemistry_equations() -> list[sp.Eq]:
@@ -519,10 +526,12 @@ def _learned_closure(settings: Settings, output: Output) -> tuple[LearnedCrossCl
         },
         "used": runs[0].as_dict(),
     }
+    spread = len(runs) > 1
     output.say(
         "learned closure: λ = "
         + ", ".join(
-            f"{s.removeprefix('ratio_')} {report[s + '_mean']:.3f} ± {report[s + '_std']:.3f}"
+            f"{s.removeprefix('ratio_')} {report[s + '_mean']:.3f}"
+            + (f" ± {report[s + '_std']:.3f}" if spread else "")
             for s in stages
         )
         + f" over {len(runs)} seed(s); E[ε_A ∂ε_B] = ∂ρ / 2 + "

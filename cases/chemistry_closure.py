@@ -462,10 +462,9 @@ class LearnedCrossClosure:
         return {first_term: first, second_term: second}
 
     def as_dict(self) -> dict:
-        """JSON-ready: terms (``srepr`` and text), coefficients, ratio, metadata."""
+        """JSON-ready: terms (as text), coefficients, ratio, metadata."""
         return {
             "closure": "chemistry1d learned cross-term closure",
-            "first_terms": [sp.srepr(t) for t in self.first_terms],
             "first_terms_text": [str(t) for t in self.first_terms],
             "first_coefficients": [float(c) for c in self.first_coefficients],
             "ratio": float(self.ratio),
@@ -482,28 +481,44 @@ class LearnedCrossClosure:
     def from_json(cls, path: str | Path) -> LearnedCrossClosure:
         """Read a closure written by :meth:`to_json`.
 
+        Nothing in the file is executed: each term must be, as text, one of the candidate
+        terms (∂ρ and :func:`antisymmetric_dictionary`), rebuilt here.
+
         Raises
         ------
         ValueError
             If the file cannot be read or is not such a closure (naming the path and the
-            missing key) or its ratio is not a positive finite number.
+            missing key or unknown term) or its ratio is not a positive finite number.
         """
         try:
             data = json.loads(Path(path).read_text())
-            terms = tuple(sp.sympify(t) for t in data["first_terms"])
+            texts = [str(t) for t in data["first_terms_text"]]
             coefficients = tuple(float(c) for c in data["first_coefficients"])
             ratio = float(data["ratio"])
         except KeyError as error:
             raise ValueError(f"{path}: not a learned chemistry1d closure (no {error})") from None
         except OSError as error:
             raise ValueError(f"learned closure {path}: {error.strerror or error}") from None
-        except (json.JSONDecodeError, TypeError, sp.SympifyError) as error:
+        except (json.JSONDecodeError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: not a learned chemistry1d closure ({error})") from None
-        if len(terms) != len(coefficients):
-            raise ValueError(f"{path}: {len(terms)} terms but {len(coefficients)} coefficients")
+        known = {str(t): t for t in _candidate_first_terms()}
+        unknown = [t for t in texts if t not in known]
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown term(s) {unknown}: a learned closure's terms are ∂ρ and the "
+                "antisymmetric dictionary's (cases.chemistry_closure.antisymmetric_dictionary)"
+            )
+        if len(texts) != len(coefficients):
+            raise ValueError(f"{path}: {len(texts)} terms but {len(coefficients)} coefficients")
         if not (np.isfinite(ratio) and ratio > 0):
             raise ValueError(f"{path}: ratio must be positive and finite, got {ratio}")
+        terms = tuple(known[t] for t in texts)
         return cls(terms, coefficients, ratio, data.get("metadata", {}))
+
+
+def _candidate_first_terms() -> list[sp.Expr]:
+    """The terms a learned E[ε_A ∂ε_B] may hold: ∂ρ and :func:`antisymmetric_dictionary`."""
+    return [sp.Derivative(rho_field(), sp.Symbol("x")), *antisymmetric_dictionary()]
 
 
 @dataclass(frozen=True)

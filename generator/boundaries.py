@@ -286,7 +286,8 @@ def normalize_boundaries(
         else:
             raise ValueError(
                 f"boundaries: unknown coordinate {key!r}; the system's coordinates are "
-                f"{list(coordinates)} (and its prognostic fields {list(fields)})"
+                f"{list(coordinates)} and its prognostic fields {list(fields)} (a PKF "
+                "declaration must use the form of the equations it is given with)"
             )
     conditions: Conditions = {
         f: {c: by_field.get(f, {}).get(c, by_axis.get(c, periodic)) for c in coordinates}

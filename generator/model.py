@@ -599,6 +599,19 @@ class GeneratedModel:
             return tuple(state)
         return self._imposition.project(t, tuple(state))
 
+    def check_boundary_values(
+        self, where: str, first: float | None = None, last: float | None = None
+    ) -> None:
+        """Refuse a run whose boundary values are missing or do not cover ``[first, last]``.
+
+        Raises
+        ------
+        ValueError
+            Naming ``where``, the field, coordinate and side: an imposed side without a value,
+            or a :class:`generator.boundaries.BoundarySeries` not covering the run's times.
+        """
+        self._check_boundaries(where, first, last)
+
     def _check_boundaries(
         self, where: str, first: float | None = None, last: float | None = None
     ) -> None:

@@ -704,9 +704,13 @@ class EnsembleForecast:
             self._set_boundary_series(boundary, grid, start, size, plan.capacity)
         state = self._chunk_state(initial, start, start + size, plan.capacity)
         if not all(self.periodic) and hasattr(self.model, "project"):
-            # As a single forecast: the initial members satisfy the boundary conditions.
+            # As a single forecast: values present and covering the times, and the initial
+            # members satisfying the boundary conditions.
             import tensorflow as tf
 
+            check = getattr(self.model, "check_boundary_values", None)
+            if check is not None:
+                check("EnsembleForecast.run", grid.t0, grid.t0 + grid.steps * grid.dt)
             projected = self.model.project(tf.constant(grid.t0, dtype), state)
             state = tuple(np.ascontiguousarray(np.asarray(x)) for x in projected)
         result = run_loop(self._loop(plan.padded), state, grid, dtype, (weights,))

@@ -7,6 +7,7 @@ error of order (dx / L)²: 0.9–2.1 % measured on the quick grid (121 points, 1
 the tolerance. The fit pipeline is checked on synthetic data built in plain numpy.
 """
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -203,10 +204,10 @@ def test_learned_closure_json_round_trip_and_bad_files(tmp_path):
     closure = chemistry1d.cross_closure(symbolic, "learned", loaded)
     assert set(closure) == set(symbolic.unclosed_terms)
     bad = tmp_path / "bad.json"
-    bad.write_text('{"first_terms": []}')
+    bad.write_text('{"first_terms_text": []}')
     with pytest.raises(ValueError, match="bad.json: not a learned chemistry1d closure"):
         LearnedCrossClosure.from_json(bad)
-    bad.write_text('{"first_terms": [], "first_coefficients": [], "ratio": -1}')
+    bad.write_text('{"first_terms_text": [], "first_coefficients": [], "ratio": -1}')
     with pytest.raises(ValueError, match="ratio must be positive"):
         LearnedCrossClosure.from_json(bad)
     with pytest.raises(ValueError, match="missing.json: No such file"):
@@ -214,3 +215,22 @@ def test_learned_closure_json_round_trip_and_bad_files(tmp_path):
     settings = chemistry1d.Settings(learned_closure=str(tmp_path / "missing.json"))
     with pytest.raises(ValueError, match="--learned-closure: no file"):
         settings.validate()
+    settings = chemistry1d.Settings(learned_closure=str(bad))  # checked before any run
+    with pytest.raises(ValueError, match="--learned-closure: .*ratio must be positive"):
+        settings.validate()
+
+
+def test_learned_closure_file_is_never_executed(tmp_path):
+    """A term is matched as text against the rebuilt candidates, never evaluated: code in
+    the file is an unknown term, and it does not run."""
+    from cases.chemistry_closure import LearnedCrossClosure
+
+    marker = tmp_path / "ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x') and 0 or Symbol('x')"
+    evil = tmp_path / "evil.json"
+    evil.write_text(
+        json.dumps({"first_terms_text": [code], "first_coefficients": [1.0], "ratio": 2.0})
+    )
+    with pytest.raises(ValueError, match="unknown term"):
+        LearnedCrossClosure.from_json(evil)
+    assert not marker.exists()

@@ -130,3 +130,22 @@ def test_bounded_pkf_model_carries_the_inflow_statistics_into_the_domain():
     np.testing.assert_allclose(final["s_u_xx"], (speed * tau) ** 2, rtol=3e-3)
     with pytest.raises(ValueError, match="V_u"):  # the boundary statistics are required
         model_class(shape=n, c=np.full(n, speed)).forecast(times[:3], state)
+
+
+def test_ensemble_refuses_a_boundary_series_that_does_not_cover_the_times():
+    """As a single forecast does (the series would otherwise hold its last value)."""
+    from generator.boundaries import BoundarySeries
+    from pkf import EnsembleForecast
+
+    u, k = sp.Function("u")(t, x), sp.Symbol("k")
+    model_class = NNModelBuilder(
+        sp.Eq(u.diff(t), k * u.diff(x, 2)), "HeatSeries", boundaries={"x": Dirichlet(None)}
+    ).build()
+    model = model_class(shape=21, k=0.1, boundary_values={"x": (0.0, 0.0)})
+    model.set_boundary_value("u", "x", "low", BoundarySeries([0.0, 0.05], [0.0, 1.0]))
+    times = np.linspace(0.0, 0.1, 11)
+    members = np.zeros((4, 21))
+    with pytest.raises(ValueError, match="EnsembleForecast.run.*covers t = 0 to 0.05"):
+        EnsembleForecast(model, 4, progress=False).run(
+            times, lambda start, stop: {"u": members[start:stop]}
+        )
