@@ -24,6 +24,7 @@ Centred transport with an outflow side is stable at stencil accuracy 2 only (see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,17 +97,19 @@ def wind(x: np.ndarray, speed: float = PARAMETERS["U"]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InflowConsistentMembers:
-    """Initial members whose value at the inlet equals their inflow value at t = 0.
+    """Initial 1D members whose values at the bounded ends equal their boundary values at t = 0.
 
-    Member k's normalised initial error ε is drawn by ``members`` and conditioned on
-    ε(0) = e_b(0) / σ(0), with e_b(0) member k's inflow error at the first time (``errors``):
-    ε + ρ(x) (e_b(0) / σ(0) − ε(0)), ρ(x) = exp(−x² / (2 L²)) the initial correlation with
-    the inlet (Matheron's rule: e_b(0) has the variance V(0) and is independent of ε, so the
-    conditioned field keeps the prescribed covariance). Chunk-independent like ``members``.
+    Member k's normalised initial error ε is drawn by ``members`` and conditioned, at each
+    perturbed end (``errors``: ``{"low" | "high": BoundaryErrors}``), on ε(end) = e_b(0) / σ(end)
+    with e_b(0) member k's boundary error at the first time: ε + ρ(d) (e_b(0) / σ(end) − ε(end)),
+    ρ(d) = exp(−d² / (2 L²)) the initial correlation with that end at distance d (Matheron's
+    rule: e_b(0) has the variance V(end) and is independent of ε, so the conditioned field
+    keeps the prescribed covariance; the two ends are taken as uncorrelated, exp(−1/(2 L²))).
+    Chunk-independent like ``members``.
     """
 
     members: Any
-    errors: Any
+    errors: Mapping[str, Any]
     times: np.ndarray
     x: np.ndarray
     variance: np.ndarray
@@ -117,10 +120,13 @@ class InflowConsistentMembers:
         drawn = self.members(start, stop)["u"]
         sigma = np.sqrt(self.variance)
         eps = (drawn - self.background) / sigma
-        inflow = self.errors.values(self.times, start, stop)[0] - np.asarray(self.errors.mean)
-        rho = np.exp(-(self.x**2) / (2 * self.length_scale**2))
-        eps = eps + rho * (inflow[:, None] / sigma[0] - eps[:, :1])
-        return {"u": self.background + sigma * eps}
+        conditioned = eps.copy()
+        for side, errors in self.errors.items():
+            end = 0 if side == "low" else -1
+            value = errors.values(self.times, start, stop)[0] - np.asarray(errors.mean)
+            rho = np.exp(-((self.x - self.x[end]) ** 2) / (2 * self.length_scale**2))
+            conditioned += rho * (value[:, None] / sigma[end] - eps[:, end : end + 1 or None])
+        return {"u": self.background + sigma * conditioned}
 
 
 def _pkf_dataset(forecast: xr.Dataset) -> xr.Dataset:
@@ -187,7 +193,9 @@ def run(settings: Settings, output: Output) -> dict:
                 {"u": mean}, (n * dx,), {"u": speed * tau}, {"u": variance}, seed=seed
             )
             errors = BoundaryErrors(0.0, variance=v_b, time_scale=tau, seed=1000 + seed)
-            initial = InflowConsistentMembers(drawn, errors, times, x, variance, speed * tau, mean)
+            initial = InflowConsistentMembers(
+                drawn, {"low": errors}, times, x, variance, speed * tau, mean
+            )
             results.append(
                 engine.run(
                     times,

@@ -16,7 +16,8 @@ from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
   density (normal, standard deviation 1/τ), E[(∂x e)²] = V_b E|ω| / κ and
   E[e ∂x e] = −V_b E√(|ω|/2) / √κ at the wall, and the normalised metric is
   g_b = (E|ω| − (E√(|ω|/2))²) / κ = (√(2/π) − 2^{-1/2} Γ(3/4)² / π) / (κ τ) ≈ 0.4599 / (κ τ):
-  s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`).
+  s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`). The initial members are made continuous
+  with their wall values at t = 0 (:class:`cases.advection_inflow.InflowConsistentMembers`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     from pkf.boundaries import boundary_statistics, pkf_boundaries
     from pkf.sampling import SeededMembers
 
+    from .advection_inflow import InflowConsistentMembers
     from .figures import plot_error_curves, plot_profiles
 
     settings.validate()
@@ -182,7 +184,7 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     for k in range(2):
         with output.step(f"ensemble_{k + 1}_incl_compile"):
             seed = settings.seed + k
-            initial = SeededMembers(
+            initial: Any = SeededMembers(
                 {"u": mean}, (n * dx,), {"u": length0}, {"u": variance}, seed=seed
             )
             errors = None
@@ -193,6 +195,15 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
                     )
                     for j, side in enumerate(("low", "high"))
                 }
+                initial = InflowConsistentMembers(
+                    initial,
+                    {key[2]: value for key, value in errors.items()},
+                    times,
+                    x,
+                    variance,
+                    length0,
+                    mean,
+                )
             results.append(engine.run(times, initial, saved_times=saved, boundary_errors=errors))
     ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]
     errors_ = errors_by_time(pkf, ensembles[0], COMPARED)

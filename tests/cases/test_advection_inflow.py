@@ -62,7 +62,7 @@ def test_inflow_consistent_members_keep_the_covariance_and_match_the_inflow():
     errors = BoundaryErrors(0.0, variance=0.5, time_scale=0.1, seed=9)
     times = np.linspace(0, 1, 11)
     draw = advection_inflow.InflowConsistentMembers(
-        members, errors, times, x, variance, length, np.zeros(n)
+        members, {"low": errors}, times, x, variance, length, np.zeros(n)
     )
     values = draw(0, 4000)["u"]
     np.testing.assert_allclose(values[:, 0], errors.values(times, 0, 4000)[0], atol=1e-12)

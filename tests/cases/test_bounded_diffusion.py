@@ -4,8 +4,8 @@ members): bounded PKF vs two ensembles.
 Measured this session at t = 1 (quick): Neumann V_u 5.9 % (noise 5.2 %), length-scale in the
 middle half 2.5 % (noise 2.8 %), 64 % over all inner points (the PKF's g grows linearly from
 its zero at the walls, the ensemble's quadratically: near-wall length-scales differ); Dirichlet
-V_u 7.6 % (noise 7.8 %), length-scale 14.9 % (noise 2.1 %: the PKF lags the ensemble in the
-boundary layers), the ensemble's wall length-scale 0.047 against the derived √(2.174 κ τ) =
+V_u 7.7 % (noise 7.8 %), length-scale 15.0 % (noise 2.3 %: the PKF lags the ensemble in the
+boundary layers), the ensemble's wall length-scale 0.0468 against the derived √(2.174 κ τ) =
 0.0466.
 """
 
