@@ -15,7 +15,7 @@ sin²(πx)), length-scale U τ), so the statistics are continuous at the inlet. 
 an ensemble of members perturbed at the inflow by :class:`pkf.sampling.BoundaryErrors`
 (:meth:`pkf.EnsembleForecast.run`); a second independent ensemble measures its sampling noise.
 Each member's initial field is made continuous with its own inflow value at t = 0
-(:class:`InflowConsistentMembers`, a conditional draw that keeps the initial covariance):
+(:class:`BoundaryConsistentMembers`, a conditional draw that keeps the initial covariance):
 otherwise the jump at the inlet radiates grid-scale waves that centred differences carry
 through the domain.
 Centred transport with an outflow side is stable at stencil accuracy 2 only (see
@@ -40,7 +40,7 @@ from .study import Output
 __all__ = [
     "DESCRIPTION",
     "PARAMETERS",
-    "InflowConsistentMembers",
+    "BoundaryConsistentMembers",
     "Settings",
     "run",
     "transport_equation",
@@ -96,8 +96,8 @@ def wind(x: np.ndarray, speed: float = PARAMETERS["U"]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class InflowConsistentMembers:
-    """Initial 1D members whose values at the bounded ends equal their boundary values at t = 0.
+class BoundaryConsistentMembers:
+    """Initial 1D members whose values at perturbed ends equal their boundary values at t = 0.
 
     Member k's normalised initial error ε is drawn by ``members`` and conditioned, at each
     perturbed end (``errors``: ``{"low" | "high": BoundaryErrors}``), on ε(end) = e_b(0) / σ(end)
@@ -193,7 +193,7 @@ def run(settings: Settings, output: Output) -> dict:
                 {"u": mean}, (n * dx,), {"u": speed * tau}, {"u": variance}, seed=seed
             )
             errors = BoundaryErrors(0.0, variance=v_b, time_scale=tau, seed=1000 + seed)
-            initial = InflowConsistentMembers(
+            initial = BoundaryConsistentMembers(
                 drawn, {"low": errors}, times, x, variance, speed * tau, mean
             )
             results.append(

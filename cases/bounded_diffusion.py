@@ -17,7 +17,7 @@ from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
   E[e ∂x e] = −V_b E√(|ω|/2) / √κ at the wall, and the normalised metric is
   g_b = (E|ω| − (E√(|ω|/2))²) / κ = (√(2/π) − 2^{-1/2} Γ(3/4)² / π) / (κ τ) ≈ 0.4599 / (κ τ):
   s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`). The initial members are made continuous
-  with their wall values at t = 0 (:class:`cases.advection_inflow.InflowConsistentMembers`).
+  with their wall values at t = 0 (:class:`cases.advection_inflow.BoundaryConsistentMembers`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     from pkf.boundaries import boundary_statistics, pkf_boundaries
     from pkf.sampling import SeededMembers
 
-    from .advection_inflow import InflowConsistentMembers
+    from .advection_inflow import BoundaryConsistentMembers
     from .figures import plot_error_curves, plot_profiles
 
     settings.validate()
@@ -195,7 +195,7 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
                     )
                     for j, side in enumerate(("low", "high"))
                 }
-                initial = InflowConsistentMembers(
+                initial = BoundaryConsistentMembers(
                     initial,
                     {key[2]: value for key, value in errors.items()},
                     times,

@@ -6,7 +6,7 @@ PKF and the ensemble differ by sampling noise and discretisation only. Measured 
 (quick: 201 points, 800 members; t = 0, 0.375, ..., 1.5): V_u 5.8 5.1 6.9 4.9 5.0 %, L_u_x
 3.3 7.0 5.5 3.7 3.5 %, against a sampling noise (second ensemble) of 6.0 5.4 7.6 6.9 6.1 % and
 3.3 5.4 6.1 5.5 5.0 %: the tolerance is 1.5 x the noise at the final time. Without the
-initial members' continuity at the inlet (``InflowConsistentMembers``) L_u_x was 15 % off.
+initial members' continuity at the inlet (``BoundaryConsistentMembers``) L_u_x was 15 % off.
 """
 
 import json
@@ -61,7 +61,7 @@ def test_inflow_consistent_members_keep_the_covariance_and_match_the_inflow():
     )
     errors = BoundaryErrors(0.0, variance=0.5, time_scale=0.1, seed=9)
     times = np.linspace(0, 1, 11)
-    draw = advection_inflow.InflowConsistentMembers(
+    draw = advection_inflow.BoundaryConsistentMembers(
         members, {"low": errors}, times, x, variance, length, np.zeros(n)
     )
     values = draw(0, 4000)["u"]
