@@ -53,8 +53,8 @@ DESCRIPTION = "1D transport with an uncertain Dirichlet inflow and an open outfl
 PARAMETERS: dict[str, float] = {"U": 1.0, "V_b": 0.5, "tau": 0.08}
 #: Compared quantities (PKF names; the ensemble statistics carry the same ones).
 COMPARED = ("V_u", "L_u_x")
-#: The two ensembles can run on a Dask cluster? No: boundary errors run in process.
-SUPPORTS_CLUSTER = False
+#: The two ensembles can run on a Dask cluster (--workers N, --scheduler ADDRESS).
+SUPPORTS_CLUSTER = True
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,9 @@ def run(settings: Settings, output: Output) -> dict:
     model = model_class(
         shape=n, lengths=1.0, dtype=settings.dtype, c=c, boundary_values={"x": (0.0, None)}
     )
-    engine = EnsembleForecast(model, settings.members, progress=output.progress)
+    engine = EnsembleForecast(
+        model, settings.members, progress=output.progress, client=output.client
+    )
     results = []
     for k in range(2):
         with output.step(f"ensemble_{k + 1}_incl_compile"):

@@ -179,7 +179,9 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
         kappa=kappa,
         boundary_values=wall_values or None,
     )
-    engine = EnsembleForecast(model, settings.members, progress=output.progress)
+    engine = EnsembleForecast(
+        model, settings.members, progress=output.progress, client=output.client
+    )
     results = []
     for k in range(2):
         with output.step(f"ensemble_{k + 1}_incl_compile"):

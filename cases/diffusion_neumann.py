@@ -16,8 +16,8 @@ from .study import Output
 __all__ = ["DESCRIPTION", "Settings", "run"]
 
 DESCRIPTION = "1D heterogeneous diffusion with Neumann (no-flux) walls: bounded PKF vs ensemble"
-#: boundary errors run in process only
-SUPPORTS_CLUSTER = False
+#: The two ensembles can run on a Dask cluster (--workers N, --scheduler ADDRESS).
+SUPPORTS_CLUSTER = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -200,14 +200,16 @@ def _chunk_task(
     plan: ChunkPlan,
     grid: TimeGrid,
     version: str,
+    boundary: Mapping[Any, Any] | None = None,
 ) -> ChunkResult:
-    """Worker side of :func:`ensemble_chunks`: one chunk's moments (members included)."""
+    """Worker side of :func:`ensemble_chunks`: one chunk's moments (members included);
+    ``boundary``: the validated boundary errors (the chunk's series are drawn on the worker)."""
     if version != package_version():
         raise RuntimeError(
             f"this Dask worker runs pkfnet {package_version()}, the client {version}: install "
             "the same pkfnet on the workers"
         )
-    return _engine(spec, config).run_chunk(initial, index, plan, grid)
+    return _engine(spec, config).run_chunk(initial, index, plan, grid, boundary)
 
 
 def _moments_only(result: ChunkResult) -> ChunkResult:
@@ -217,14 +219,20 @@ def _moments_only(result: ChunkResult) -> ChunkResult:
 
 
 def ensemble_chunks(
-    forecast: EnsembleForecast, initial: InitialMembers, plan: ChunkPlan, grid: TimeGrid
+    forecast: EnsembleForecast,
+    initial: InitialMembers,
+    plan: ChunkPlan,
+    grid: TimeGrid,
+    boundary: Mapping[Any, Any] | None = None,
 ) -> Iterator[ChunkResult]:
     """The chunks of an ensemble forecast as Dask tasks on ``forecast.client``, in order.
 
     The moments of each chunk come back to the client as they are merged (at most a few
     chunks ahead); saved members stay on the workers as Dask arrays. A mapping of initial
     members is sliced here, one chunk per task; an ``initial(start, stop)`` callable is sent
-    to the workers and called there, so the client never holds the members.
+    to the workers and called there, so the client never holds the members. ``boundary``
+    (the validated boundary errors of :meth:`EnsembleForecast.run`) travels with each task:
+    the workers draw each chunk's boundary series from the members' own seeds.
     """
     import dask
     import dask.array as da
@@ -256,6 +264,7 @@ def ensemble_chunks(
             plan,
             grid,
             version,
+            dict(boundary or {}),
             pure=False,
         )
         moments = client.submit(_moments_only, task, pure=False)

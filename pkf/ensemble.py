@@ -496,7 +496,7 @@ class EnsembleForecast:
             ``BoundarySeries(times, mean + errors[:, chunk members])`` (member ``k``'s series
             drawn from its own seed, so any chunking gives the same members), linearly
             interpolated at every stage. After the run the side holds the constant ``mean``
-            (the unperturbed value). In-process only (not with ``client=``).
+            (the unperturbed value). With ``client=`` the workers draw the series.
 
         Returns
         -------
@@ -527,7 +527,7 @@ class EnsembleForecast:
         else:
             from .cluster import ensemble_chunks
 
-            results = ensemble_chunks(self, initial, plan, grid)
+            results = ensemble_chunks(self, initial, plan, grid, boundary)
         with tqdm(
             total=self.members,
             desc=f"{type(self.model).__name__} ensemble",
@@ -569,11 +569,6 @@ class EnsembleForecast:
             raise ValueError(
                 "boundary_errors: expected a mapping {(field, coordinate, side): "
                 f"BoundaryErrors}}, got {type(boundary_errors).__name__}"
-            )
-        if self.client is not None:
-            raise ValueError(
-                "boundary_errors: not supported with a Dask client= yet (the boundary series "
-                "are set on the model in this process); run the ensemble in-process"
             )
         from generator.boundaries import Dirichlet, bounded_conditions, normalize_boundaries
 

@@ -136,9 +136,6 @@ def test_boundary_errors_are_validated_by_the_ensemble():
     for boundary, message in cases:
         with pytest.raises(ValueError, match=message):
             engine.run(times, initial, boundary_errors=boundary)
-    engine.client = "tcp://127.0.0.1:8786"  # a Dask run refuses them (nothing is contacted)
-    with pytest.raises(ValueError, match="not supported with a Dask client"):
-        engine.run(times, initial, boundary_errors={("u", "x", "low"): good})
 
 
 def test_chunking_does_not_change_the_boundary_errors():

@@ -95,6 +95,34 @@ def test_distributed_ensemble_equals_the_in_process_one(client, burgers):
     np.testing.assert_array_equal(b["u_members"].values, a["u_members"].values)
 
 
+def test_distributed_ensemble_with_boundary_errors_equals_the_in_process_one(client):
+    """A bounded model (inflow perturbed by time-correlated errors, open outflow) on two
+    workers: the workers draw each chunk's boundary series from the members' seeds, so the
+    statistics are those of the in-process run."""
+    from generator.boundaries import Dirichlet, Outflow
+    from pkf import BoundaryErrors
+
+    c = sp.Symbol("c")
+    model_class = NNModelBuilder(
+        sp.Eq(u.diff(t), -c * u.diff(x)),
+        "InflowTransport",
+        boundaries={"x": (Dirichlet(None), Outflow())},
+    ).build()
+    model = model_class(shape=41, c=1.0, boundary_values={"x": (0.0, None)})
+    members = {"u": sample_errors(41, 41 / 40, 30, 0.1, 0.25, seed=2)}
+    times = np.arange(81) * 0.0125
+    errors = {("u", "x", "low"): BoundaryErrors(0.0, variance=0.5, time_scale=0.1, seed=5)}
+    chunks = (8, 8, 8, 6)
+    local = EnsembleForecast(model, 30, chunks=chunks, progress=False)
+    remote = EnsembleForecast(model, 30, chunks=chunks, progress=False, client=client)
+    a = local.run(times, members, times[::20], boundary_errors=errors).to_dataset()
+    b = remote.run(times, members, times[::20], boundary_errors=errors).to_dataset()
+    assert float(a["V_u"].isel(time=-1, x=0)) > 0  # the inflow is perturbed
+    for name in ("u", "V_u", "L_u_x"):
+        scale = float(np.nanmax(np.abs(a[name]))) or 1.0
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-12 * scale, err_msg=name)
+
+
 def test_distributed_dataset_is_the_serial_file(client, burgers, tmp_path):
     background = slow_background(0.0)
     serial = build_dataset(
