@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generator.boundaries import (
+    SIDES,
     Condition,
     Conditions,
     Dirichlet,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from .derivation import SymbolicPKF
 
 __all__ = ["boundary_statistics", "pkf_boundaries"]
-
-SIDES = ("low", "high")
 
 
 def _name(function: Any) -> str:
