@@ -179,7 +179,7 @@ def add_settings_flags(
         options: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": field.name}
         help_text = field.metadata.get("help", "")
         default = field.default
-        if default is not dataclasses.MISSING:
+        if default is not dataclasses.MISSING and default != "":
             help_text += f" (default {default})"
         options["help"] = help_text
         origin = typing.get_origin(kind)
