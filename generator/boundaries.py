@@ -439,8 +439,9 @@ class BoundaryImposition:
         """Grid shape without ``axis`` (model order): the shape of a face value."""
         return self.shape[:axis] + self.shape[axis + 1 :]
 
-    def entry(self, field: str, coordinate: str, side: str) -> _Side:
-        """The imposed side ``(field, coordinate, side)``, or a ValueError naming what is wrong."""
+    def condition(self, field: str, coordinate: str, side: str) -> Condition:
+        """The declared condition of ``(field, coordinate, side)``, or a ValueError naming
+        what is wrong (unknown field, coordinate or side; a periodic axis)."""
         if field not in self.fields:
             raise ValueError(
                 f"boundary value: {field!r} is not a prognostic field; the prognostic fields "
@@ -462,14 +463,20 @@ class BoundaryImposition:
                 f"boundary value for field '{field}', coordinate '{coordinate}': the axis is "
                 "periodic (no boundary)"
             )
-        if (field, coordinate, side) not in self.sides:
-            kind = pair[SIDES.index(side)].kind
+        return pair[SIDES.index(side)]
+
+    def entry(self, field: str, coordinate: str, side: str) -> _Side:
+        """The imposed side ``(field, coordinate, side)``, or a ValueError naming what is wrong."""
+        condition = self.condition(field, coordinate, side)
+        key = (field, coordinate, SIDES[SIDES.index(side)])  # side checked: a Side literal
+        if key not in self.sides:
+            kind = condition.kind
             raise ValueError(
                 f"boundary value for field '{field}', coordinate '{coordinate}', side "
                 f"'{side}': that side is {kind} (no condition); a Dirichlet or Neumann value "
                 "cannot be imposed there"
             )
-        return self.sides[(field, coordinate, side)]
+        return self.sides[key]
 
     def set(self, field: str, coordinate: str, side: str, value: Any) -> bool:
         """Set a side's value; True when compiled loops must be rebuilt (a new kind/shape)."""

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike
 from .boundaries import (
     SIDES,
     BoundaryImposition,
+    Condition,
     Conditions,
     Neumann,
     bounded_conditions,
@@ -356,6 +357,19 @@ class GeneratedModel:
     def set_constant(self, name: str, value: Any) -> None:
         """Change a constant, trainable scalar or constant function after construction."""
         self._set_value(name, value)
+
+    def boundary_condition(self, field: str, coordinate: str, side: str) -> Condition:
+        """The declared condition (:mod:`generator.boundaries`) of one side of a bounded axis.
+
+        Raises
+        ------
+        ValueError
+            Naming the field, coordinate or side that is unknown, or the axis if it is
+            periodic.
+        """
+        if self._imposition is None:
+            raise ValueError(f"{type(self).__name__}: every axis is periodic (no boundary)")
+        return self._imposition.condition(field, coordinate, side)
 
     def set_boundary_value(self, field: str, coordinate: str, side: str, value: Any) -> None:
         """Set the value of a Dirichlet or Neumann side.

@@ -570,17 +570,14 @@ class EnsembleForecast:
                 "boundary_errors: expected a mapping {(field, coordinate, side): "
                 f"BoundaryErrors}}, got {type(boundary_errors).__name__}"
             )
-        from generator.boundaries import Dirichlet, bounded_conditions, normalize_boundaries
+        from generator.boundaries import Dirichlet
 
         model = self.model
-        if not hasattr(model, "set_boundary_value"):
+        if not hasattr(model, "boundary_condition"):
             raise ValueError(
                 f"boundary_errors: {type(model).__name__} has no boundary values to perturb "
                 "(not a generated model with bounded axes)"
             )
-        coordinates = tuple(model.coordinates)
-        declared = getattr(model, "boundary_conditions", None) or {}
-        conditions = bounded_conditions(normalize_boundaries(declared, coordinates, self.fields))
         checked: dict[BoundarySide, BoundaryErrors] = {}
         for key, spec in boundary_errors.items():
             if not (isinstance(key, tuple) and len(key) == 3):
@@ -589,22 +586,10 @@ class EnsembleForecast:
                 )
             field, coordinate, side = key
             label = f"boundary_errors[{key!r}]"
-            if field not in self.fields:
-                raise ValueError(
-                    f"{label}: unknown field {field!r}; the prognostic fields are "
-                    f"{list(self.fields)}"
-                )
-            if coordinate not in coordinates:
-                raise ValueError(
-                    f"{label}: unknown coordinate {coordinate!r}; the coordinates are "
-                    f"{list(coordinates)}"
-                )
-            if side not in ("low", "high"):
-                raise ValueError(f"{label}: side must be 'low' or 'high', got {side!r}")
-            pair = conditions.get(field, {}).get(coordinate)
-            if pair is None:
-                raise ValueError(f"{label}: coordinate {coordinate!r} is periodic (no boundary)")
-            condition = pair[0 if side == "low" else 1]
+            try:
+                condition = model.boundary_condition(field, coordinate, side)
+            except ValueError as error:
+                raise ValueError(f"{label}: {error}") from None
             if not isinstance(condition, Dirichlet):
                 raise ValueError(
                     f"{label}: that side is {condition.kind}, not Dirichlet; only a prescribed "

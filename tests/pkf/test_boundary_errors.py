@@ -125,7 +125,7 @@ def test_boundary_errors_are_validated_by_the_ensemble():
     initial = {"u": np.zeros((4, 21))}
     good = BoundaryErrors(0.0, 1.0, 0.1)
     cases = [
-        ({("v", "x", "low"): good}, "unknown field"),
+        ({("v", "x", "low"): good}, "'v' is not a prognostic field"),
         ({("u", "z", "low"): good}, "unknown coordinate"),
         ({("u", "x", "left"): good}, "side must be"),
         ({("u", "x", "high"): good}, "outflow, not Dirichlet"),
