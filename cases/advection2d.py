@@ -20,7 +20,7 @@ import sympy as sp
 
 from generator.protocols import DType
 
-from .comparison import errors_by_time, stack_sources
+from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
 
 if TYPE_CHECKING:
@@ -264,14 +264,11 @@ def run(settings: Settings, output: Output) -> dict:
             "advection2d_errors",
         )
 
-    def last(errors: dict) -> dict:
-        return {key: values[-1] for key, values in errors.items()}
-
     output.say(
         f"advection2d: {shape[0]}x{shape[1]}, {settings.members} members, {steps} RK4 steps; "
-        f"at t = {saved[-1]:.3g}\n  PKF vs ensemble 1: {_percent(last(pkf_errors))}\n"
-        f"  ensemble 2 vs 1:   {_percent(last(noise))}\n"
-        f"  PKF vs pooled:     {_percent(last(pooled_errors))}"
+        f"at t = {saved[-1]:.3g}\n  PKF vs ensemble 1: {percent(at_final_time(pkf_errors))}\n"
+        f"  ensemble 2 vs 1:   {percent(at_final_time(noise))}\n"
+        f"  PKF vs pooled:     {percent(at_final_time(pooled_errors))}"
     )
     return {
         "dt": float(times[1]),
@@ -281,11 +278,7 @@ def run(settings: Settings, output: Output) -> dict:
         "relative_l2_error": pkf_errors,
         "ensemble_sampling_noise": noise,
         "relative_l2_error_vs_pooled_ensembles": pooled_errors,
-        "final_relative_l2_error": last(pkf_errors),
-        "final_ensemble_sampling_noise": last(noise),
-        "final_relative_l2_error_vs_pooled_ensembles": last(pooled_errors),
+        "final_relative_l2_error": at_final_time(pkf_errors),
+        "final_ensemble_sampling_noise": at_final_time(noise),
+        "final_relative_l2_error_vs_pooled_ensembles": at_final_time(pooled_errors),
     }
-
-
-def _percent(values: dict) -> str:
-    return ", ".join(f"{k} {100 * v:.1f} %" for k, v in values.items() if v is not None)

@@ -32,7 +32,7 @@ import xarray as xr
 
 from generator.protocols import DType
 
-from .comparison import errors_by_time, stack_sources
+from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
 
 __all__ = [
@@ -213,19 +213,10 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     pooled = errors_by_time(pkf, ensembles[2], COMPARED)
     inside, quarter = slice(1, -1), slice(n // 4, n - n // 4)  # without the walls; middle half
 
-    def region_errors(estimate: xr.Dataset, reference: xr.Dataset, where: slice) -> list:
-        return [
-            _relative(
-                estimate["L_u_x"].sel(time=t).values[where],
-                reference["L_u_x"].sel(time=t).values[where],
-            )
-            for t in saved
-        ]
-
-    errors_["L_u_x"] = region_errors(pkf, ensembles[0], inside)
-    noise["L_u_x"] = region_errors(ensembles[1], ensembles[0], inside)
-    pooled["L_u_x"] = region_errors(pkf, ensembles[2], inside)
-    middle = {"L_u_x": region_errors(pkf, ensembles[0], quarter)}
+    errors_.update(errors_by_time(pkf, ensembles[0], ("L_u_x",), points=inside))
+    noise.update(errors_by_time(ensembles[1], ensembles[0], ("L_u_x",), points=inside))
+    pooled.update(errors_by_time(pkf, ensembles[2], ("L_u_x",), points=inside))
+    middle = errors_by_time(pkf, ensembles[0], ("L_u_x",), points=quarter)
     name = f"diffusion_{walls}"
     sources = {"pkf": pkf, "ensemble_1": ensembles[0], "ensemble_2": ensembles[1]}
     sources["ensembles_pooled"] = ensembles[2]
@@ -270,15 +261,13 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
             f"{name}_errors",
         )
 
-    def last(values_: dict) -> dict:
-        return {key: row[-1] for key, row in values_.items()}
-
     output.say(
         f"{name.replace('_', '-')}: {n} points, {settings.members} members, {steps} RK4 steps; "
-        f"at t = {saved[-1]:.3g}\n  PKF vs ensemble: {_percent(last(errors_))}\n"
-        f"  (middle half: {_percent(last(middle))})\n"
-        f"  ensemble 2 vs 1: {_percent(last(noise))}\n"
-        f"  PKF vs both ensembles pooled: {_percent(last(pooled))}"
+        f"at t = {saved[-1]:.3g}\n  PKF vs ensemble: {percent(at_final_time(errors_))}\n"
+        f"  (L_u_x without the wall points; in the middle half: "
+        f"{percent(at_final_time(middle))})\n"
+        f"  ensemble 2 vs 1: {percent(at_final_time(noise))}\n"
+        f"  PKF vs both ensembles pooled: {percent(at_final_time(pooled))}"
     )
     return {
         "dt": float(times[1]),
@@ -293,15 +282,7 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
         + (" (the PKF length-scale is infinite at a no-flux wall)" if walls == "neumann" else ""),
         "ensemble_sampling_noise": noise,
         "relative_l2_error_vs_pooled_ensembles": pooled,
-        "final_relative_l2_error": last(errors_),
-        "final_ensemble_sampling_noise": last(noise),
-        "final_relative_l2_error_vs_pooled_ensembles": last(pooled),
+        "final_relative_l2_error": at_final_time(errors_),
+        "final_ensemble_sampling_noise": at_final_time(noise),
+        "final_relative_l2_error_vs_pooled_ensembles": at_final_time(pooled),
     }
-
-
-def _relative(estimate: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))
-
-
-def _percent(values: dict) -> str:
-    return ", ".join(f"{k} {100 * v:.1f} %" for k, v in values.items() if v is not None)

@@ -31,7 +31,7 @@ import xarray as xr
 
 from generator.protocols import DType
 
-from .comparison import errors_by_time, stack_sources
+from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
 
 if TYPE_CHECKING:
@@ -451,17 +451,15 @@ def run(settings: Settings, output: Output) -> dict:
             "chemistry1d_errors",
         )
 
-    def last(values: dict) -> dict:
-        return {key: row[-1] for key, row in values.items()}
-
     output.say(
         f"chemistry1d: {shape} points, {settings.members} members, {steps} RK4 steps; at t = "
         f"{saved[-1]:.3g}\n"
         + "".join(
-            f"  PKF ({c} closure) vs ensemble: {_percent(last(errors[c]))}\n" for c in closures
+            f"  PKF ({c} closure) vs ensemble: {percent(at_final_time(errors[c]))}\n"
+            for c in closures
         )
-        + f"  ensemble 2 vs 1: {_percent(last(noise))}\n"
-        f"  PKF vs both ensembles pooled: {_percent(last(pooled_errors))}"
+        + f"  ensemble 2 vs 1: {percent(at_final_time(noise))}\n"
+        f"  PKF vs both ensembles pooled: {percent(at_final_time(pooled_errors))}"
     )
     return {
         "dt": float(times[1]),
@@ -473,15 +471,15 @@ def run(settings: Settings, output: Output) -> dict:
         **{f"relative_l2_error_{c}_closure": errors[c] for c in closures if c != settings.closure},
         "ensemble_sampling_noise": noise,
         "relative_l2_error_vs_pooled_ensembles": pooled_errors,
-        "final_relative_l2_error": last(errors[settings.closure]),
+        "final_relative_l2_error": at_final_time(errors[settings.closure]),
         **{
-            f"final_relative_l2_error_{c}_closure": last(errors[c])
+            f"final_relative_l2_error_{c}_closure": at_final_time(errors[c])
             for c in closures
             if c != settings.closure
         },
-        "final_ensemble_sampling_noise": last(noise),
+        "final_ensemble_sampling_noise": at_final_time(noise),
         "learned_closure": learning,
-        "final_relative_l2_error_vs_pooled_ensembles": last(pooled_errors),
+        "final_relative_l2_error_vs_pooled_ensembles": at_final_time(pooled_errors),
     }
 
 
@@ -538,7 +536,3 @@ def _learned_closure(settings: Settings, output: Output) -> tuple[LearnedCrossCl
         + f"{len(runs[0].first_terms) - 1} antisymmetric term(s)"
     )
     return runs[0], report
-
-
-def _percent(values: dict) -> str:
-    return ", ".join(f"{k} {100 * v:.1f} %" for k, v in values.items() if v is not None)

@@ -43,34 +43,6 @@ def test_neumann_reflection_parity_in_2d_with_a_periodic_axis():
         pkf_boundaries(heat_2d(), {"x": Neumann(0.0)}, form="aspect")
 
 
-def test_reflection_parity_of_the_metric_in_plain_numpy():
-    """The rule's basis: an error field even under x -> -x (image sum of a homogeneous one)
-    has an even variance and g_xx, and an odd g_xy, about x = 0 (centred differences), and
-    g_xx vanishes at x = 0."""
-    rng = np.random.default_rng(0)
-    n, members = 64, 4000
-    xs = (np.arange(-n, n + 1)) / n
-    kx = np.fft.fftfreq(2 * n + 41, d=1 / n)[:, None]
-    ky = np.fft.fftfreq(16, d=1 / 16)[None, :]
-    spectrum = np.exp(-((2 * np.pi) ** 2) * (kx**2 + ky**2) * 0.1**2 / 2)
-    noise = rng.normal(size=(members, 2 * n + 41, 16)) + 1j * rng.normal(
-        size=(members, 2 * n + 41, 16)
-    )
-    field = np.real(np.fft.ifft2(np.sqrt(spectrum) * noise))[:, : 2 * n + 1]
-    even = field + field[:, ::-1]  # e(-x) = e(x) about the middle point
-    e = even - even.mean(0)
-    variance = (e**2).mean(0)
-    eps = e / np.sqrt(variance)
-    dx_eps = (eps[:, 2:] - eps[:, :-2]) / (2 / n)
-    dy_eps = (np.roll(eps, -1, 2) - np.roll(eps, 1, 2))[:, 1:-1] * 8
-    g_xx, g_xy = (dx_eps**2).mean(0), (dx_eps * dy_eps).mean(0)
-    assert xs[n] == 0
-    np.testing.assert_allclose(variance, variance[::-1], rtol=1e-12)
-    np.testing.assert_allclose(g_xx, g_xx[::-1], rtol=1e-10)
-    np.testing.assert_allclose(g_xy, -g_xy[::-1], atol=1e-10 * np.abs(g_xx).max())
-    assert g_xx[n - 1].max() < 1e-10 * g_xx.max()  # the wall (index n of the field, n - 1 here)
-
-
 def test_cross_covariance_conditions():
     u, v = sp.Function("u")(t, x), sp.Function("v")(t, x)
     symbolic = SymbolicPKF([sp.Eq(u.diff(t), -u.diff(x) + v), sp.Eq(v.diff(t), -v.diff(x) - u)])
