@@ -18,6 +18,11 @@ from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
   g_b = (E|ω| − (E√(|ω|/2))²) / κ = (√(2/π) − 2^{-1/2} Γ(3/4)² / π) / (κ τ) ≈ 0.4599 / (κ τ):
   s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`). The initial members are made continuous
   with their wall values at t = 0 (:class:`cases.advection_inflow.BoundaryConsistentMembers`).
+
+With Neumann walls the variance near a wall also holds the correlation of each point with its
+own mirror image, which no local closure represents; the case also reports the PKF of the even
+extension corrected by the method of images (:mod:`cases.wall_images`), next to the plain
+bounded PKF.
 """
 
 from __future__ import annotations
@@ -168,6 +173,13 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
             shape=n, lengths=1.0, dtype=settings.dtype, kappa=kappa, boundary_values=values or None
         )
         pkf = _with_metric_and_length_scale(pkf_model.forecast(times, state0, saved_times=saved))
+    corrected = None
+    if walls == "neumann":
+        from .wall_images import even_extension_pkf, image_corrected
+
+        with output.step("pkf_image_corrected"):
+            free = even_extension_pkf(symbolic, x, kappa, state0, times, saved, settings.dtype)
+            corrected = image_corrected(free, kappa, variance, length0).assign_coords(x=pkf["x"])
 
     model_class = NNModelBuilder(
         equation, class_name=f"NNDiffusion{walls.capitalize()}", boundaries=sides
@@ -217,8 +229,25 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     noise.update(errors_by_time(ensembles[1], ensembles[0], ("L_u_x",), points=inside))
     pooled.update(errors_by_time(pkf, ensembles[2], ("L_u_x",), points=inside))
     middle = errors_by_time(pkf, ensembles[0], ("L_u_x",), points=quarter)
+    images: dict[str, Any] = {}
+    if corrected is not None:
+        images = {
+            "relative_l2_error": errors_by_time(corrected, ensembles[0], COMPARED),
+            "relative_l2_error_vs_pooled_ensembles": errors_by_time(
+                corrected, ensembles[2], COMPARED
+            ),
+        }
+        for key, reference, points in (
+            ("relative_l2_error", ensembles[0], inside),
+            ("relative_l2_error_vs_pooled_ensembles", ensembles[2], inside),
+            ("relative_l2_error_middle_half", ensembles[0], quarter),
+        ):
+            images.setdefault(key, {}).update(
+                errors_by_time(corrected, reference, ("L_u_x",), points=points)
+            )
     name = f"diffusion_{walls}"
-    sources = {"pkf": pkf, "ensemble_1": ensembles[0], "ensemble_2": ensembles[1]}
+    sources = {"pkf": pkf} | ({} if corrected is None else {"pkf_image_corrected": corrected})
+    sources |= {"ensemble_1": ensembles[0], "ensemble_2": ensembles[1]}
     sources["ensembles_pooled"] = ensembles[2]
     stacked = stack_sources(sources, (*COMPARED, "L_u_x"))
     stacked.attrs.update(
@@ -239,12 +268,22 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
                     label: ensembles[0][key].sel(time=t).values,
                     "initial (PKF)": pkf[key].isel(time=0).values,
                 }
+                if corrected is not None:
+                    panels[f"{key}, t = {t:.3g}"]["PKF + images"] = (
+                        corrected[key].sel(time=t).values
+                    )
         panels["diffusivity κ(x)"] = {"κ": kappa}
         output.write_figure(
             plot_profiles(
                 x,
                 panels,
-                styles={"PKF": "C0-", label: "k.", "initial (PKF)": "C7:", "κ": "C2-"},
+                styles={
+                    "PKF": "C0-",
+                    "PKF + images": "C3--",
+                    label: "k.",
+                    "initial (PKF)": "C7:",
+                    "κ": "C2-",
+                },
                 suptitle=f"Heterogeneous diffusion, {walls.capitalize()} walls: PKF vs ensemble",
                 xlabel="x (domain [0, 1])",
             ),
@@ -261,14 +300,32 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
             f"{name}_errors",
         )
 
+    corrected_line = ""
+    if images:
+        final = {key: at_final_time(value) for key, value in images.items()}
+        corrected_line = (
+            "\n  image-corrected PKF (cases.wall_images) vs ensemble: "
+            f"{percent(final['relative_l2_error'])} (middle half: "
+            f"{percent(final['relative_l2_error_middle_half'])}); vs both pooled: "
+            f"{percent(final['relative_l2_error_vs_pooled_ensembles'])}"
+        )
     output.say(
         f"{name.replace('_', '-')}: {n} points, {settings.members} members, {steps} RK4 steps; "
         f"at t = {saved[-1]:.3g}\n  PKF vs ensemble: {percent(at_final_time(errors_))}\n"
         f"  (L_u_x without the wall points; in the middle half: "
         f"{percent(at_final_time(middle))})\n"
         f"  ensemble 2 vs 1: {percent(at_final_time(noise))}\n"
-        f"  PKF vs both ensembles pooled: {percent(at_final_time(pooled))}"
+        f"  PKF vs both ensembles pooled: {percent(at_final_time(pooled))}" + corrected_line
     )
+    image_summary: dict[str, Any] = {}
+    if images:
+        image_summary["image_correction"] = (
+            "cases.wall_images: periodic PKF of the even extension (free part) + per-wall "
+            "method-of-images quadrature, hybrid combination"
+        )
+        for key, value in images.items():
+            image_summary[f"{key}_image_corrected"] = value
+            image_summary[f"final_{key}_image_corrected"] = at_final_time(value)
     return {
         "dt": float(times[1]),
         "steps": steps,
@@ -285,4 +342,5 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
         "final_relative_l2_error": at_final_time(errors_),
         "final_ensemble_sampling_noise": at_final_time(noise),
         "final_relative_l2_error_vs_pooled_ensembles": at_final_time(pooled),
+        **image_summary,
     }
