@@ -19,17 +19,19 @@ from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
   s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`). The initial members are made continuous
   with their wall values at t = 0 (:class:`cases.advection_inflow.BoundaryConsistentMembers`).
 
-With Neumann walls the variance near a wall also holds the correlation of each point with its
-own mirror image, which no local closure represents; the case also reports the PKF of the even
-extension corrected by the method of images (:mod:`cases.wall_images`), next to the plain
-bounded PKF.
+Near a wall the variance also holds what no local closure represents: with Neumann walls the
+correlation of each point with its own mirror image; with Dirichlet walls the (negative) odd
+image of the initial errors and the wall-forced layers, whose profile is a superposition of
+damped waves exp(−x √(iω/κ)). Both cases also report the PKF of the even extension corrected
+for the walls (:mod:`cases.wall_images`: :func:`~cases.wall_images.image_corrected`,
+:func:`~cases.wall_images.dirichlet_wall_corrected`), next to the plain bounded PKF.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sympy as sp
@@ -39,6 +41,9 @@ from generator.protocols import DType
 
 from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
+
+if TYPE_CHECKING:
+    from pkf import SymbolicPKF
 
 __all__ = [
     "BoundedDiffusionSettings",
@@ -52,6 +57,15 @@ __all__ = [
 PARAMETERS: dict[str, float] = {"kappa": 0.01, "L0": 0.05, "V_b": 0.5, "tau": 0.1}
 COMPARED = ("V_u", "g_u_xx")
 Walls = Literal["neumann", "dirichlet"]
+#: What the summary's ``*_image_corrected`` keys measure, by walls.
+IMAGE_CORRECTIONS: dict[str, str] = {
+    "neumann": "cases.wall_images.image_corrected: periodic PKF of the even extension (free "
+    "part) + per-wall method-of-images quadrature, hybrid combination",
+    "dirichlet": "cases.wall_images.dirichlet_wall_corrected: periodic PKF of the even "
+    "extension (free part) + per-wall odd image quadrature rescaled to V = 0 at the wall + "
+    "wall-forced Duhamel quadrature (Gaussian time covariance, initial lift, Liouville-Green "
+    "amplitude)",
+}
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,29 @@ def _with_metric_and_length_scale(forecast: xr.Dataset) -> xr.Dataset:
     length = xr.apply_ufunc(np.sqrt, 1.0 / metric.where(metric > 0))
     return forecast.assign(
         g_u_xx=metric, L_u_x=length.assign_attrs(long_name="length-scale of u", units="1")
+    )
+
+
+def _image_corrected(
+    symbolic: SymbolicPKF,
+    x: np.ndarray,
+    kappa: np.ndarray,
+    state0: dict[str, np.ndarray],
+    times: np.ndarray,
+    saved: np.ndarray,
+    settings: BoundedDiffusionSettings,
+    walls: Walls,
+) -> xr.Dataset:
+    """The PKF of the even extension with the wall correction of :mod:`cases.wall_images`."""
+    from .wall_images import dirichlet_wall_corrected, even_extension_pkf, image_corrected
+
+    length0, variance = PARAMETERS["L0"], state0["V_u"]
+    free_state = {"u": state0["u"], "V_u": variance, "g_u_xx": np.full(x.size, length0**-2)}
+    free = even_extension_pkf(symbolic, x, kappa, free_state, times, saved, settings.dtype)
+    if walls == "neumann":
+        return image_corrected(free, kappa, variance, length0)
+    return dirichlet_wall_corrected(
+        free, kappa, variance, length0, PARAMETERS["V_b"], PARAMETERS["tau"]
     )
 
 
@@ -173,13 +210,9 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
             shape=n, lengths=1.0, dtype=settings.dtype, kappa=kappa, boundary_values=values or None
         )
         pkf = _with_metric_and_length_scale(pkf_model.forecast(times, state0, saved_times=saved))
-    corrected = None
-    if walls == "neumann":
-        from .wall_images import even_extension_pkf, image_corrected
-
-        with output.step("pkf_image_corrected"):
-            free = even_extension_pkf(symbolic, x, kappa, state0, times, saved, settings.dtype)
-            corrected = image_corrected(free, kappa, variance, length0).assign_coords(x=pkf["x"])
+    with output.step("pkf_image_corrected"):
+        corrected = _image_corrected(symbolic, x, kappa, state0, times, saved, settings, walls)
+        corrected = corrected.assign_coords(x=pkf["x"])
 
     model_class = NNModelBuilder(
         equation, class_name=f"NNDiffusion{walls.capitalize()}", boundaries=sides
@@ -229,24 +262,20 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     noise.update(errors_by_time(ensembles[1], ensembles[0], ("L_u_x",), points=inside))
     pooled.update(errors_by_time(pkf, ensembles[2], ("L_u_x",), points=inside))
     middle = errors_by_time(pkf, ensembles[0], ("L_u_x",), points=quarter)
-    images: dict[str, Any] = {}
-    if corrected is not None:
-        images = {
-            "relative_l2_error": errors_by_time(corrected, ensembles[0], COMPARED),
-            "relative_l2_error_vs_pooled_ensembles": errors_by_time(
-                corrected, ensembles[2], COMPARED
-            ),
-        }
-        for key, reference, points in (
-            ("relative_l2_error", ensembles[0], inside),
-            ("relative_l2_error_vs_pooled_ensembles", ensembles[2], inside),
-            ("relative_l2_error_middle_half", ensembles[0], quarter),
-        ):
-            images.setdefault(key, {}).update(
-                errors_by_time(corrected, reference, ("L_u_x",), points=points)
-            )
+    images: dict[str, Any] = {
+        "relative_l2_error": errors_by_time(corrected, ensembles[0], COMPARED),
+        "relative_l2_error_vs_pooled_ensembles": errors_by_time(corrected, ensembles[2], COMPARED),
+    }
+    for key, reference, points in (
+        ("relative_l2_error", ensembles[0], inside),
+        ("relative_l2_error_vs_pooled_ensembles", ensembles[2], inside),
+        ("relative_l2_error_middle_half", ensembles[0], quarter),
+    ):
+        images.setdefault(key, {}).update(
+            errors_by_time(corrected, reference, ("L_u_x",), points=points)
+        )
     name = f"diffusion_{walls}"
-    sources = {"pkf": pkf} | ({} if corrected is None else {"pkf_image_corrected": corrected})
+    sources = {"pkf": pkf, "pkf_image_corrected": corrected}
     sources |= {"ensemble_1": ensembles[0], "ensemble_2": ensembles[1]}
     sources["ensembles_pooled"] = ensembles[2]
     stacked = stack_sources(sources, (*COMPARED, "L_u_x"))
@@ -267,11 +296,8 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
                     "PKF": pkf[key].sel(time=t).values,
                     label: ensembles[0][key].sel(time=t).values,
                     "initial (PKF)": pkf[key].isel(time=0).values,
+                    "PKF + images": corrected[key].sel(time=t).values,
                 }
-                if corrected is not None:
-                    panels[f"{key}, t = {t:.3g}"]["PKF + images"] = (
-                        corrected[key].sel(time=t).values
-                    )
         panels["diffusivity κ(x)"] = {"κ": kappa}
         output.write_figure(
             plot_profiles(
@@ -300,15 +326,13 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
             f"{name}_errors",
         )
 
-    corrected_line = ""
-    if images:
-        final = {key: at_final_time(value) for key, value in images.items()}
-        corrected_line = (
-            "\n  image-corrected PKF (cases.wall_images) vs ensemble: "
-            f"{percent(final['relative_l2_error'])} (middle half: "
-            f"{percent(final['relative_l2_error_middle_half'])}); vs both pooled: "
-            f"{percent(final['relative_l2_error_vs_pooled_ensembles'])}"
-        )
+    final = {key: at_final_time(value) for key, value in images.items()}
+    corrected_line = (
+        "\n  image-corrected PKF (cases.wall_images) vs ensemble: "
+        f"{percent(final['relative_l2_error'])} (middle half: "
+        f"{percent(final['relative_l2_error_middle_half'])}); vs both pooled: "
+        f"{percent(final['relative_l2_error_vs_pooled_ensembles'])}"
+    )
     output.say(
         f"{name.replace('_', '-')}: {n} points, {settings.members} members, {steps} RK4 steps; "
         f"at t = {saved[-1]:.3g}\n  PKF vs ensemble: {percent(at_final_time(errors_))}\n"
@@ -317,15 +341,10 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
         f"  ensemble 2 vs 1: {percent(at_final_time(noise))}\n"
         f"  PKF vs both ensembles pooled: {percent(at_final_time(pooled))}" + corrected_line
     )
-    image_summary: dict[str, Any] = {}
-    if images:
-        image_summary["image_correction"] = (
-            "cases.wall_images: periodic PKF of the even extension (free part) + per-wall "
-            "method-of-images quadrature, hybrid combination"
-        )
-        for key, value in images.items():
-            image_summary[f"{key}_image_corrected"] = value
-            image_summary[f"final_{key}_image_corrected"] = at_final_time(value)
+    image_summary: dict[str, Any] = {"image_correction": IMAGE_CORRECTIONS[walls]}
+    for key, value in images.items():
+        image_summary[f"{key}_image_corrected"] = value
+        image_summary[f"final_{key}_image_corrected"] = at_final_time(value)
     return {
         "dt": float(times[1]),
         "steps": steps,
