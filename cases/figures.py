@@ -186,23 +186,31 @@ def plot_error_curves(
     errors: dict[str, list[float | None]],
     reference: dict[str, list[float | None]] | None = None,
     title: str | None = None,
+    log: bool = False,
 ) -> Figure:
     """Relative L2 errors (%) against time, one solid line per field; ``reference`` dashed in
-    the same colour (e.g. the ensemble's sampling noise). ``None`` entries are gaps."""
+    the same colour (e.g. the ensemble's sampling noise). A name ``"field, variant"`` (another
+    estimate of a field listed before it) is drawn dotted with squares in the field's colour.
+    ``None`` entries are gaps; ``log``: a logarithmic error axis (errors spanning decades)."""
 
     def percent(values):
         return 100 * np.array([np.nan if v is None else v for v in values], dtype=float)
 
     fig = Figure(figsize=(5.0, 3.4), layout="constrained")
     ax = fig.subplots()
-    for k, (name, values) in enumerate(errors.items()):
-        colour = f"C{k}"
-        ax.plot(times, percent(values), "o-", color=colour, label=name)
+    colours: dict[str, str] = {}
+    for name, values in errors.items():
+        field = name.split(",")[0]
+        variant = field != name and field in colours
+        colour = colours.setdefault(field, f"C{len(colours)}")
+        ax.plot(times, percent(values), "s:" if variant else "o-", color=colour, label=name)
         if reference and name in reference:
             ax.plot(times, percent(reference[name]), "--", color=colour)
     ax.set_xlabel("time")
     ax.set_ylabel("relative L2 error (%)")
-    ax.grid(alpha=0.3)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both" if log else "major")
     ax.legend(fontsize=8, ncols=2)
     if title:
         ax.set_title(title, fontsize=9)

@@ -281,3 +281,96 @@ def test_forced_wall_moments_match_the_exact_wall_forced_variance(dirichlet_fore
         error = np.linalg.norm(one + one[::-1] - exact) / np.linalg.norm(exact)
         assert error < 0.01, (time, error)
         assert exact[N // 2] < 0.01 * V_B  # the layers: the middle is not forced yet
+
+
+def test_neumann_correction_with_heterogeneous_kappa_against_the_exact_covariance():
+    """The case's κ(x) = κ₀ (1 + sin(2πx) / 2), 201 points, t = 1: the exact covariance of a
+    numpy model of ∂t u = κ ∂x²u + κ' ∂x u (centred differences, mirrored ghost points, RK4)
+    against the corrected PKF (Liouville-Green kernel with the wall's δ potential) and the plain
+    bounded PKF. Measured: corrected V 1.5 %, L 7.3 % over the inner points (the rest near the
+    left wall, where κ rises steeply); plain 8.9 %, 74 %; the heat kernel in ξ alone (no
+    amplitude, no δ) misses the length-scale bar here."""
+    from closures import close
+    from generator import NNModelBuilder
+    from generator.boundaries import Neumann
+    from pkf import SymbolicPKF
+    from pkf.boundaries import pkf_boundaries
+
+    n, steps = 201, 1200
+    dx = 1.0 / (n - 1)
+    x = np.arange(n) * dx
+    kappa = KAPPA * (1 + np.sin(2 * np.pi * x) / 2)
+    slope = KAPPA * np.pi * np.cos(2 * np.pi * x)
+    operator = np.zeros((n, n))
+    for i in range(n):
+        left, right = (i - 1, i + 1)
+        left, right = (right if i == 0 else left), (left if i == n - 1 else right)  # mirrored
+        operator[i, i] -= 2 * kappa[i] / dx**2
+        operator[i, left] += kappa[i] / dx**2 - slope[i] / (2 * dx)
+        operator[i, right] += kappa[i] / dx**2 + slope[i] / (2 * dx)
+    a = operator / steps
+    step = np.eye(n) + a + a @ a / 2 + a @ a @ a / 6 + a @ a @ a @ a / 24
+    variance0 = 1.0 + 0.5 * np.cos(2 * np.pi * x)
+    sigma = np.sqrt(variance0)
+    p = np.outer(sigma, sigma) * np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * LENGTH0**2))
+    for _ in range(steps):
+        p = step @ p @ step.T
+    v = np.diag(p).copy()
+    r = p / np.sqrt(np.outer(v, v))
+    exact_length = 1 / np.sqrt((2 - 2 * np.diag(r, 2)) / (4 * dx**2))  # inner points
+
+    times = np.linspace(0.0, 1.0, steps + 1)
+    state0 = {"u": np.zeros(n), "V_u": variance0, "g_u_xx": np.full(n, LENGTH0**-2)}
+    symbolic = SymbolicPKF(diffusion_equation())
+    symbolic.set_closure(close(symbolic, "P18"))
+    free = even_extension_pkf(symbolic, x, kappa, state0, times, [1.0])
+    corrected = image_corrected(free, kappa, variance0, LENGTH0).isel(time=-1)
+    sides = {"x": (Neumann(0.0), Neumann(0.0))}
+    bounded = NNModelBuilder(
+        symbolic.to_generator("metric"), boundaries=pkf_boundaries(symbolic, sides, "metric")
+    ).build()(shape=n, lengths=1.0, dtype="float64", kappa=kappa)
+    plain = bounded.forecast(times, state0, saved_times=[1.0]).isel(time=-1)
+    plain_length = 1 / np.sqrt(plain["g_u_xx"].values[1:-1])
+
+    def relative(estimate, reference):
+        return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
+
+    assert relative(corrected["V_u"].values, v) < 0.03
+    assert relative(corrected["L_u_x"].values[1:-1], exact_length) < 0.11
+    assert relative(plain["V_u"].values, v) > 0.07
+    assert relative(plain_length, exact_length) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda d, k, s: wall_moments(d**2, k, s, 0.05, 0.5), "distance"),
+        (lambda d, k, s: wall_moments(d[::-1], k, s, 0.05, 0.5), "distance"),
+        (lambda d, k, s: wall_moments(d + 0.1, k, s, 0.05, 0.5), "distance"),
+        (lambda d, k, s: wall_moments(d, k[:-1], s, 0.05, 0.5), "kappa"),
+        (lambda d, k, s: wall_moments(d, -k, s, 0.05, 0.5), "kappa"),
+        (lambda d, k, s: wall_moments(d, k, s, 0.0, 0.5), "length0"),
+        (lambda d, k, s: wall_moments(d, k, s, 0.05, -1.0), "elapsed"),
+        (lambda d, k, s: wall_moments(d, k, s, 0.05, 0.5, spacing=-0.01), "spacing"),
+        (lambda d, k, s: forced_wall_moments(d, k, s, 0.05, 0.5, -1.0, 0.1), "wall_variance"),
+        (lambda d, k, s: forced_wall_moments(d, k, s, 0.05, 0.5, 0.5, 0.0), "time_scale"),
+        (lambda d, k, s: forced_wall_moments(d, k, s, 0.05, 0.5, 0.5, 1e-5), "bin_width"),
+    ],
+)
+def test_wall_moments_reject_bad_input_naming_the_argument(call, message):
+    d = np.linspace(0.0, 1.0, 41)
+    with pytest.raises(ValueError, match=message):
+        call(d, np.full(41, KAPPA), np.ones(41))
+
+
+def test_corrections_reject_a_free_forecast_they_cannot_use():
+    x = np.linspace(0.0, 1.0, 11)
+    free = xr.Dataset(
+        {"V_u": (("time", "x"), np.ones((2, 11))), "s_u_xx": (("time", "x"), np.ones((2, 11)))},
+        coords={"time": [0.0, 0.5], "x": x},
+    )
+    with pytest.raises(ValueError, match="g_u_xx"):
+        image_corrected(free, np.full(11, KAPPA), np.ones(11), LENGTH0)
+    free = free.rename(s_u_xx="g_u_xx")
+    with pytest.raises(ValueError, match="start"):
+        image_corrected(free, np.full(11, KAPPA), np.ones(11), LENGTH0, start=0.2)
