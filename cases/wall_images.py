@@ -75,7 +75,7 @@ needs the wall series' V_b and τ.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -452,6 +452,13 @@ def _free_statistics(
     return v_h, v_h * g_h + _even_gradient(v_h, step) ** 2 / (4 * v_h), x, step
 
 
+def _elapsed(free: xr.Dataset, start: float) -> Iterator[tuple[int, float]]:
+    """(index, time since ``start``) of the free forecast's saved times after ``start``."""
+    for i, time in enumerate(free["time"].values):
+        if float(time) > start:
+            yield i, float(time) - start
+
+
 def _corrected_dataset(
     free: xr.Dataset,
     variance: np.ndarray,
@@ -520,14 +527,9 @@ def image_corrected(
     if combination not in ("hybrid", "ratio"):
         raise ValueError(f"combination: expected 'hybrid' or 'ratio', got {combination!r}")
     v_h, e_h, x, step = _free_statistics(free, start)
-    distance = x - x[0]
-    sigma0 = np.sqrt(np.asarray(variance0, dtype=float))
-    kappa = np.asarray(kappa, dtype=float)
+    distance, kappa, sigma0 = x - x[0], np.asarray(kappa, float), np.sqrt(variance0)
     variance, gradient = v_h.copy(), e_h.copy()
-    for i, time in enumerate(free["time"].values):
-        elapsed = float(time) - start
-        if elapsed <= 0:
-            continue
+    for i, elapsed in _elapsed(free, start):
         for flip in (False, True):  # the wall at x = 0, then the wall at x = D
             side = (lambda f: f[::-1]) if flip else (lambda f: f)
             m = wall_moments(distance, side(kappa), side(sigma0), length0, elapsed, spacing)
@@ -583,14 +585,9 @@ def dirichlet_wall_corrected(
     derivative of V in g is centred, one-sided at the walls.
     """
     v_h, e_h, x, step = _free_statistics(free, start)
-    distance = x - x[0]
-    sigma0 = np.sqrt(np.asarray(variance0, dtype=float))
-    kappa = np.asarray(kappa, dtype=float)
+    distance, kappa, sigma0 = x - x[0], np.asarray(kappa, float), np.sqrt(variance0)
     variance, gradient = v_h.copy(), e_h.copy()
-    for i, time in enumerate(free["time"].values):
-        elapsed = float(time) - start
-        if elapsed <= 0:
-            continue
+    for i, elapsed in _elapsed(free, start):
         forced = np.zeros((2, x.size))
         for flip in (False, True):  # the wall at x = 0, then the wall at x = D
             side = (lambda f: f[::-1]) if flip else (lambda f: f)
