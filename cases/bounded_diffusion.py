@@ -60,7 +60,8 @@ Walls = Literal["neumann", "dirichlet"]
 #: What the summary's ``*_image_corrected`` keys measure, by walls.
 IMAGE_CORRECTIONS: dict[str, str] = {
     "neumann": "cases.wall_images.image_corrected: periodic PKF of the even extension (free "
-    "part) + per-wall method-of-images quadrature, hybrid combination",
+    "part) + per-wall method-of-images quadrature (Liouville-Green kernel with the δ potential "
+    "of the kink of kappa(|x|) at the wall), hybrid combination",
     "dirichlet": "cases.wall_images.dirichlet_wall_corrected: periodic PKF of the even "
     "extension (free part) + per-wall odd image quadrature rescaled to V = 0 at the wall + "
     "wall-forced Duhamel quadrature (Gaussian time covariance, initial lift, Liouville-Green "
