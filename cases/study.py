@@ -206,7 +206,11 @@ def add_output_flags(parser: argparse.ArgumentParser, default_out: str, cluster:
     """``--out DIR``, ``--quiet`` and, with ``cluster``, ``--workers N | --scheduler ADDRESS``
     (the flags ``pkfnet run CASE`` and ``pkfnet study FILE`` share)."""
     parser.add_argument("--out", help=f"output directory (default {default_out})")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or messages (the results summary is still written to summary.json)",
+    )
     if cluster:
         group = parser.add_mutually_exclusive_group()
         group.add_argument(
