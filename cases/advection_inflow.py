@@ -32,8 +32,7 @@ import numpy as np
 import sympy as sp
 import xarray as xr
 
-from generator.protocols import DType
-
+from .bounded import BoundedSettings
 from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
 
@@ -58,29 +57,16 @@ SUPPORTS_CLUSTER = True
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(BoundedSettings):
     """Grid, ensemble size and saved times."""
 
     points: int = field(default=401, metadata={"help": "grid points, both ends included"})
-    members: int = field(default=6400, metadata={"help": "members of each ensemble"})
     final_time: float = field(default=1.5, metadata={"help": "final time (a transit is ~1.05)"})
-    saved: int = field(default=5, metadata={"help": "number of saved times"})
-    seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
-    dtype: DType = field(default="float64", metadata={"help": "dtype"})
 
     @classmethod
     def quick(cls) -> Settings:
         """201 points and 800 members."""
         return cls(points=201, members=800)
-
-    def validate(self) -> None:
-        if self.points < 32 or self.members < 2 or self.saved < 2:
-            raise ValueError(
-                "--points >= 32, --members >= 2 and --saved >= 2 required, got "
-                f"{self.points}, {self.members}, {self.saved}"
-            )
-        if not self.final_time > 0:
-            raise ValueError(f"--final-time: expected a positive time, got {self.final_time}")
 
 
 def transport_equation() -> sp.Eq:
@@ -149,14 +135,12 @@ def run(settings: Settings, output: Output) -> dict:
     from .figures import plot_error_curves, plot_profiles
 
     settings.validate()
-    n = settings.points
-    dx = 1.0 / (n - 1)
-    x = np.arange(n) * dx
+    x = settings.grid()
+    n, dx = x.size, float(x[1])
     c = wind(x)
     v_b, tau, speed = PARAMETERS["V_b"], PARAMETERS["tau"], PARAMETERS["U"]
-    steps = int(np.ceil(settings.final_time / (0.5 * dx / c.max())))
-    times = np.arange(steps + 1) * (settings.final_time / steps)
-    saved = times[np.unique(np.rint(np.linspace(0, steps, settings.saved)).astype(int))]
+    times, saved = settings.time_grid(0.5 * dx / c.max())
+    steps = times.size - 1
     boundaries: dict[str, Any] = {"x": (Dirichlet(None), Outflow())}
     equation = transport_equation()
     symbolic = SymbolicPKF(equation)

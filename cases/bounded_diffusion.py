@@ -30,15 +30,13 @@ for the walls (:mod:`cases.wall_images`: :func:`~cases.wall_images.image_correct
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sympy as sp
 import xarray as xr
 
-from generator.protocols import DType
-
+from .bounded import BoundedSettings
 from .comparison import at_final_time, errors_by_time, percent, stack_sources
 from .study import Output
 
@@ -46,7 +44,6 @@ if TYPE_CHECKING:
     from pkf import SymbolicPKF
 
 __all__ = [
-    "BoundedDiffusionSettings",
     "diffusion_equation",
     "diffusivity",
     "run_bounded",
@@ -67,27 +64,6 @@ IMAGE_CORRECTIONS: dict[str, str] = {
     "wall-forced Duhamel quadrature (Gaussian time covariance, initial lift, Liouville-Green "
     "amplitude)",
 }
-
-
-@dataclass(frozen=True)
-class BoundedDiffusionSettings:
-    """Grid, ensemble size, final time and saved times."""
-
-    points: int = field(default=201, metadata={"help": "grid points, both ends included"})
-    members: int = field(default=6400, metadata={"help": "members of each ensemble"})
-    final_time: float = field(default=1.0, metadata={"help": "final time"})
-    saved: int = field(default=5, metadata={"help": "number of saved times"})
-    seed: int = field(default=0, metadata={"help": "seed of ensemble 1 (ensemble 2: seed + 1)"})
-    dtype: DType = field(default="float64", metadata={"help": "dtype"})
-
-    def validate(self) -> None:
-        if self.points < 32 or self.members < 2 or self.saved < 2:
-            raise ValueError(
-                "--points >= 32, --members >= 2 and --saved >= 2 required, got "
-                f"{self.points}, {self.members}, {self.saved}"
-            )
-        if not self.final_time > 0:
-            raise ValueError(f"--final-time: expected a positive time, got {self.final_time}")
 
 
 def diffusion_equation() -> sp.Eq:
@@ -130,7 +106,7 @@ def _image_corrected(
     state0: dict[str, np.ndarray],
     times: np.ndarray,
     saved: np.ndarray,
-    settings: BoundedDiffusionSettings,
+    settings: BoundedSettings,
     walls: Walls,
 ) -> xr.Dataset:
     """The PKF of the even extension with the wall correction of :mod:`cases.wall_images`."""
@@ -146,7 +122,7 @@ def _image_corrected(
     )
 
 
-def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls) -> dict:
+def run_bounded(settings: BoundedSettings, output: Output, walls: Walls) -> dict:
     """The bounded PKF forecast against two independent ensembles; files and summary."""
     from closures import close
     from generator import NNModelBuilder
@@ -159,14 +135,12 @@ def run_bounded(settings: BoundedDiffusionSettings, output: Output, walls: Walls
     from .figures import plot_error_curves, plot_profiles
 
     settings.validate()
-    n = settings.points
-    dx = 1.0 / (n - 1)
-    x = np.arange(n) * dx
+    x = settings.grid()
+    n, dx = x.size, float(x[1])
     kappa = diffusivity(x)
     length0, v_b, tau = PARAMETERS["L0"], PARAMETERS["V_b"], PARAMETERS["tau"]
-    steps = int(np.ceil(settings.final_time / (0.5 * dx**2 / kappa.max())))
-    times = np.arange(steps + 1) * (settings.final_time / steps)
-    saved = times[np.unique(np.rint(np.linspace(0, steps, settings.saved)).astype(int))]
+    times, saved = settings.time_grid(0.5 * dx**2 / kappa.max())
+    steps = times.size - 1
     sides: dict[str, Any]
     form: Literal["metric", "aspect"] = "metric" if walls == "neumann" else "aspect"
     if walls == "neumann":

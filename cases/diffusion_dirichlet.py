@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bounded_diffusion import BoundedDiffusionSettings, run_bounded
+from .bounded import BoundedSettings
+from .bounded_diffusion import run_bounded
 from .study import Output
 
 __all__ = ["DESCRIPTION", "Settings", "run"]
@@ -21,7 +22,7 @@ SUPPORTS_CLUSTER = True
 
 
 @dataclass(frozen=True)
-class Settings(BoundedDiffusionSettings):
+class Settings(BoundedSettings):
     """Grid, ensemble size, final time and saved times."""
 
     @classmethod
