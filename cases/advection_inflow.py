@@ -15,16 +15,15 @@ sin²(πx)), length-scale U τ), so the statistics are continuous at the inlet. 
 an ensemble of members perturbed at the inflow by :class:`pkf.sampling.BoundaryErrors`
 (:meth:`pkf.EnsembleForecast.run`); a second independent ensemble measures its sampling noise.
 Each member's initial field is made continuous with its own inflow value at t = 0
-(:class:`BoundaryConsistentMembers`, a conditional draw that keeps the initial covariance):
-otherwise the jump at the inlet radiates grid-scale waves that centred differences carry
-through the domain.
+(:class:`pkf.sampling.BoundaryConsistentMembers`, a conditional draw that keeps the initial
+covariance): otherwise the jump at the inlet radiates grid-scale waves that centred
+differences carry through the domain.
 Centred transport with an outflow side is stable at stencil accuracy 2 only (see
 :class:`generator.boundaries.Outflow`), the case's setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,6 @@ from .study import Output
 __all__ = [
     "DESCRIPTION",
     "PARAMETERS",
-    "BoundaryConsistentMembers",
     "Settings",
     "run",
     "transport_equation",
@@ -81,40 +79,6 @@ def wind(x: np.ndarray, speed: float = PARAMETERS["U"]) -> np.ndarray:
     return speed * (1.0 + np.sin(2 * np.pi * x) / 3.0)
 
 
-@dataclass(frozen=True)
-class BoundaryConsistentMembers:
-    """Initial 1D members whose values at perturbed ends equal their boundary values at t = 0.
-
-    Member k's normalised initial error ε is drawn by ``members`` and conditioned, at each
-    perturbed end (``errors``: ``{"low" | "high": BoundaryErrors}``), on ε(end) = e_b(0) / σ(end)
-    with e_b(0) member k's boundary error at the first time: ε + ρ(d) (e_b(0) / σ(end) − ε(end)),
-    ρ(d) = exp(−d² / (2 L²)) the initial correlation with that end at distance d (Matheron's
-    rule: e_b(0) has the variance V(end) and is independent of ε, so the conditioned field
-    keeps the prescribed covariance; the two ends are taken as uncorrelated, exp(−1/(2 L²))).
-    Chunk-independent like ``members``.
-    """
-
-    members: Any
-    errors: Mapping[str, Any]
-    times: np.ndarray
-    x: np.ndarray
-    variance: np.ndarray
-    length_scale: float
-    background: np.ndarray
-
-    def __call__(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        drawn = self.members(start, stop)["u"]
-        sigma = np.sqrt(self.variance)
-        eps = (drawn - self.background) / sigma
-        conditioned = eps.copy()
-        for side, errors in self.errors.items():
-            end = 0 if side == "low" else -1
-            value = errors.values(self.times, start, stop)[0] - np.asarray(errors.mean)
-            rho = np.exp(-((self.x - self.x[end]) ** 2) / (2 * self.length_scale**2))
-            conditioned += rho * (value[:, None] / sigma[end] - eps[:, end : end + 1 or None])
-        return {"u": self.background + sigma * conditioned}
-
-
 def _pkf_dataset(forecast: xr.Dataset) -> xr.Dataset:
     """A PKF forecast (aspect form) with the length-scale L_u_x = sqrt(s_u_xx) added."""
     return forecast.assign(
@@ -130,7 +94,7 @@ def run(settings: Settings, output: Output) -> dict:
     from generator.boundaries import Dirichlet, Outflow
     from pkf import EnsembleForecast, SymbolicPKF
     from pkf.boundaries import boundary_statistics, pkf_boundaries
-    from pkf.sampling import BoundaryErrors, SeededMembers
+    from pkf.sampling import BoundaryConsistentMembers, BoundaryErrors, SeededMembers
 
     from .figures import plot_error_curves, plot_profiles
 
@@ -178,18 +142,15 @@ def run(settings: Settings, output: Output) -> dict:
             drawn = SeededMembers(
                 {"u": mean}, (n * dx,), {"u": speed * tau}, {"u": variance}, seed=seed
             )
-            errors = BoundaryErrors(0.0, variance=v_b, time_scale=tau, seed=1000 + seed)
-            initial = BoundaryConsistentMembers(
-                drawn, {"low": errors}, times, x, variance, speed * tau, mean
-            )
-            results.append(
-                engine.run(
-                    times,
-                    initial,
-                    saved_times=saved,
-                    boundary_errors={("u", "x", "low"): errors},
+            errors = {
+                ("u", "x", "low"): BoundaryErrors(
+                    0.0, variance=v_b, time_scale=tau, seed=1000 + seed
                 )
+            }
+            initial = BoundaryConsistentMembers(
+                drawn, errors, times, x, {"u": mean}, {"u": variance}, {"u": speed * tau}
             )
+            results.append(engine.run(times, initial, saved_times=saved, boundary_errors=errors))
     ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]
     errors_ = errors_by_time(pkf, ensembles[0], COMPARED)
     noise = errors_by_time(ensembles[1], ensembles[0], COMPARED)

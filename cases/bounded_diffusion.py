@@ -17,7 +17,7 @@ from the dynamics' (:func:`pkf.boundaries.pkf_boundaries`):
   E[e ∂x e] = −V_b E√(|ω|/2) / √κ at the wall, and the normalised metric is
   g_b = (E|ω| − (E√(|ω|/2))²) / κ = (√(2/π) − 2^{-1/2} Γ(3/4)² / π) / (κ τ) ≈ 0.4599 / (κ τ):
   s_b = 1 / g_b ≈ 2.174 κ(0) τ (:func:`wall_aspect`). The initial members are made continuous
-  with their wall values at t = 0 (:class:`cases.advection_inflow.BoundaryConsistentMembers`).
+  with their wall values at t = 0 (:class:`pkf.sampling.BoundaryConsistentMembers`).
 
 Near a wall the variance also holds what no local closure represents: with Neumann walls the
 correlation of each point with its own mirror image; with Dirichlet walls the (negative) odd
@@ -129,9 +129,8 @@ def run_bounded(settings: BoundedSettings, output: Output, walls: Walls) -> dict
     from generator.boundaries import Dirichlet, Neumann
     from pkf import BoundaryErrors, EnsembleForecast, SymbolicPKF
     from pkf.boundaries import boundary_statistics, pkf_boundaries
-    from pkf.sampling import SeededMembers
+    from pkf.sampling import BoundaryConsistentMembers, SeededMembers
 
-    from .advection_inflow import BoundaryConsistentMembers
     from .figures import plot_error_curves, plot_profiles
 
     settings.validate()
@@ -218,13 +217,7 @@ def run_bounded(settings: BoundedSettings, output: Output, walls: Walls) -> dict
                     for j, side in enumerate(("low", "high"))
                 }
                 initial = BoundaryConsistentMembers(
-                    initial,
-                    {key[2]: value for key, value in errors.items()},
-                    times,
-                    x,
-                    variance,
-                    length0,
-                    mean,
+                    initial, errors, times, x, {"u": mean}, {"u": variance}, {"u": length0}
                 )
             results.append(engine.run(times, initial, saved_times=saved, boundary_errors=errors))
     ensembles = [r.to_dataset() for r in (*results, results[0].merge(results[1]))]

@@ -38,7 +38,7 @@ closure but a diagnostic on top of the PKF of P_h, which it does not feed back i
 Dirichlet walls with uncertain values (:func:`dirichlet_wall_corrected`). The wall values are
 stationary series w(t) of variance V_b and Gaussian time correlation exp(−s² / (2τ²)), one per
 wall, independent of each other and of the initial draw ε; the initial errors are conditioned
-on them (:class:`cases.advection_inflow.BoundaryConsistentMembers`):
+on them (:class:`pkf.sampling.BoundaryConsistentMembers`):
 e(0) = σ₀ [ε − ρ_L ε(0) − ρ_R ε(D)] + σ₀ ρ_L w_L(0) / σ₀(0) + σ₀ ρ_R w_R(0) / σ₀(D), with
 ρ_L(x) = ρ₀(x), ρ_R(x) = ρ₀(D − x). By linearity e = e₀ + e_b, and the split has no cross
 term when the initial "lift" σ₀ ρ_L w_L(0) / σ₀(0) goes with the wall series:
@@ -564,7 +564,7 @@ def dirichlet_wall_corrected(
     image term of each wall (:func:`wall_moments`, ``walls="dirichlet"``) rescaled so that
     V₀ = 0 at the wall, E₀ = E_h Π E_tot / E_h^m, and the wall-forced V_b, E_b of
     :func:`forced_wall_moments`. The initial members are those of
-    :class:`cases.advection_inflow.BoundaryConsistentMembers` (conditioned on the wall values).
+    :class:`pkf.sampling.BoundaryConsistentMembers` (conditioned on the wall values).
 
     Parameters
     ----------

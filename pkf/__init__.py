@@ -25,6 +25,7 @@ from .netcdf import NetCDFWriter as NetCDFWriter
 from .netcdf import OutputLockedError as OutputLockedError
 from .netcdf import VariableSpec as VariableSpec
 from .quasi_gaussian import quasi_gaussian_closure as quasi_gaussian_closure
+from .sampling import BoundaryConsistentMembers as BoundaryConsistentMembers
 from .sampling import BoundaryErrors as BoundaryErrors
 from .sampling import ensemble_from_background as ensemble_from_background
 from .sampling import gaussian_correlation as gaussian_correlation
@@ -48,6 +49,7 @@ __all__ = [
     "gaussian_correlation",
     "isotropic_correlation",
     "ensemble_from_background",
+    "BoundaryConsistentMembers",
     "BoundaryErrors",
     "time_correlated_errors",
     "MomentAccumulator",

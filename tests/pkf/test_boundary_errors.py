@@ -205,3 +205,47 @@ def test_float32_bounded_ensemble_with_boundary_errors_runs():
     )
     ds = result.to_dataset()
     assert np.isfinite(ds["L_u_x"].values).all() and ds["V_u"].values.min() > 0
+
+
+def test_boundary_consistent_members_keep_the_covariance_and_match_the_inflow():
+    """The conditioned initial members: member values at the inlet equal the inflow series at
+    t = 0, and the covariance stays the prescribed one (checked on 4000 members, plain numpy:
+    variance within 8 % and correlation with the inlet within 0.05)."""
+    from pkf.sampling import BoundaryConsistentMembers, SeededMembers
+
+    n, length = 101, 0.1
+    x = np.arange(n) / (n - 1)
+    variance = 0.5 * (1 + np.sin(np.pi * x) ** 2)
+    members = SeededMembers(
+        {"u": np.zeros(n)}, (n / (n - 1),), {"u": length}, {"u": variance}, seed=4
+    )
+    errors = BoundaryErrors(0.0, variance=0.5, time_scale=0.1, seed=9)
+    times = np.linspace(0, 1, 11)
+    draw = BoundaryConsistentMembers(
+        members,
+        {("u", "x", "low"): errors},
+        times,
+        x,
+        {"u": np.zeros(n)},
+        {"u": variance},
+        {"u": length},
+    )
+    values = draw(0, 4000)["u"]
+    np.testing.assert_allclose(values[:, 0], errors.values(times, 0, 4000)[0], atol=1e-12)
+    np.testing.assert_allclose(values.var(0), variance, rtol=0.08)
+    correlation = (values * values[:, :1]).mean(0) / np.sqrt(values.var(0) * values[:, 0].var())
+    expected = np.exp(-(x**2) / (2 * length**2))
+    np.testing.assert_allclose(correlation[:30], expected[:30], atol=0.05)
+    np.testing.assert_array_equal(draw(10, 12)["u"], values[10:12])  # chunk-independent
+
+
+def test_boundary_consistent_members_name_a_bad_side_or_a_missing_field():
+    from pkf.sampling import BoundaryConsistentMembers
+
+    errors = BoundaryErrors(0.0, variance=0.5, time_scale=0.1)
+    x = np.linspace(0.0, 1.0, 11)
+    fields = ({"u": x}, {"u": x}, {"u": 0.1})
+    with pytest.raises(ValueError, match="middle"):
+        BoundaryConsistentMembers(None, {("u", "x", "middle"): errors}, x, x, *fields)
+    with pytest.raises(ValueError, match="'v'"):
+        BoundaryConsistentMembers(None, {("v", "x", "low"): errors}, x, x, *fields)
