@@ -187,11 +187,13 @@ def plot_error_curves(
     reference: dict[str, list[float | None]] | None = None,
     title: str | None = None,
     log: bool = False,
+    reference_label: str = "ensemble 2 vs 1 (noise)",
 ) -> Figure:
     """Relative L2 errors (%) against time, one solid line per field; ``reference`` dashed in
     the same colour (e.g. the ensemble's sampling noise). A name ``"field, variant"`` (another
     estimate of a field listed before it) is drawn dotted with squares in the field's colour.
-    ``None`` entries are gaps; ``log``: a logarithmic error axis (errors spanning decades)."""
+    ``None`` entries are gaps; ``log``: a logarithmic error axis (errors spanning decades);
+    ``reference_label``: the legend entry of the dashed lines."""
 
     def percent(values):
         return 100 * np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -206,10 +208,16 @@ def plot_error_curves(
         ax.plot(times, percent(values), "s:" if variant else "o-", color=colour, label=name)
         if reference and name in reference:
             ax.plot(times, percent(reference[name]), "--", color=colour)
+    if reference:
+        ax.plot([], [], "--", color="0.4", label=reference_label)
     ax.set_xlabel("time")
     ax.set_ylabel("relative L2 error (%)")
     if log:
+        from matplotlib.ticker import ScalarFormatter
+
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 3, 30 rather than 3×10⁰, 3×10¹
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.grid(alpha=0.3, which="both" if log else "major")
     ax.legend(fontsize=8, ncols=2)
     if title:
